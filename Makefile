@@ -1,0 +1,40 @@
+# genrec: `make demo` runs one nightly run end to end; `make test` runs the test suite.
+# Both create .venv when missing, install the locked dependencies, and start the
+# services they need (a local PostgreSQL server, an S3 endpoint for tests) themselves.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test install system-deps clean
+
+demo: install system-deps
+	$(VENV)/bin/genrec demo
+
+test: install system-deps
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# Java (for Spark) and the PostgreSQL server binaries come from the system; as root
+# they are installed from Debian's packages when missing, otherwise we say what to do.
+system-deps:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; \
+	  else echo "Java 17 is needed by Spark: install openjdk-17-jre-headless" >&2; exit 1; fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  [ -n "$$GENREC_PG_DSN" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "PostgreSQL server binaries are needed: apt-get install postgresql, or set GENREC_PG_DSN" >&2; exit 1; fi; }
+
+clean:
+	rm -rf .state

@@ -1,0 +1,152 @@
+"""`genrec` command line: thin commands over the pipeline and services."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from genrec_core.errors import GenrecError
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return number
+
+
+@contextmanager
+def postgres_dsn(configured: str | None) -> Iterator[str]:
+    """The configured DSN, or an embedded local server (data kept under .state/postgres) for this command."""
+    if configured:
+        yield configured
+        return
+    from genrec_core.paths import state_dir
+    from genrec_core.services.local_postgres import LocalPostgres
+
+    server = LocalPostgres(base_dir=state_dir() / "postgres")
+    server.start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop(remove=False)
+
+
+def cmd_generate_logs(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.generate import LogSpec, generate_logs
+
+    spec = LogSpec(users=args.users, items=args.items, days=args.days, end_date=args.end_date, seed=args.seed)
+    return {"out": args.out, **generate_logs(spec, args.out)}
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.config import load_settings
+    from genrec_core.pipeline import run_nightly
+
+    settings = load_settings(args.config, events_uri=args.events_uri, output_uri=args.output_uri, model=args.model,
+                             k=args.k)
+    configured = settings.pg_dsn.get_secret_value() if settings.pg_dsn else None
+    with postgres_dsn(configured) as dsn:
+        return run_nightly(settings.model_copy(update={"pg_dsn": _secret(dsn)}), args.date)
+
+
+def _secret(value: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def cmd_recs(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.config import load_settings
+    from genrec_core.publish.postgres import read_user_recommendations
+
+    settings = load_settings(args.config)
+    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
+        rows = read_user_recommendations(dsn, args.user, args.date)
+    return {"user_id": args.user, "recommendations": rows}
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.config import load_settings
+    from genrec_core.publish.migrations import upgrade
+
+    settings = load_settings(args.config)
+    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
+        return {"applied": upgrade(dsn)}
+
+
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.demo import run_demo
+
+    return run_demo(args.date)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genrec", description="Nightly batch recommender")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate-logs", help="write a synthetic raw log in the contract")
+    p.add_argument("--out", required=True, help="events URI (file://, s3:// or absolute path)")
+    p.add_argument("--users", type=_positive, default=2000)
+    p.add_argument("--items", type=_positive, default=500)
+    p.add_argument("--days", type=_positive, default=14)
+    p.add_argument("--end-date", type=_date, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate_logs)
+
+    p = sub.add_parser("run", help="the whole nightly run for one date, in-process")
+    p.add_argument("--date", type=_date, required=True)
+    p.add_argument("--events-uri")
+    p.add_argument("--output-uri")
+    p.add_argument("--model")
+    p.add_argument("--k", type=_positive)
+    p.add_argument("--config", help="settings TOML file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("recs", help="a user's list from Postgres")
+    p.add_argument("--user", required=True)
+    p.add_argument("--date", type=_date, help="run date (default: the latest published)")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_recs)
+
+    p = sub.add_parser("db", help="database administration")
+    db = p.add_subparsers(dest="db_command", required=True)
+    up = db.add_parser("upgrade", help="apply pending migrations from sql/")
+    up.add_argument("--config")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("demo", help="generate a log, run the DAG with `airflow dags test`, show results")
+    p.add_argument("--date", type=_date, default=dt.date(2026, 11, 20))
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = args.func(args)
+    except GenrecError as exc:
+        print(f"genrec: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, default=str, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

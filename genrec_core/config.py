@@ -1,0 +1,139 @@
+"""Typed settings, loaded and validated once at the edge.
+
+Sources, highest priority first: explicit overrides (CLI flags, DAG params),
+``GENREC_*`` environment variables (nested with ``__``, e.g.
+``GENREC_MULT_VAE__EPOCHS=5``), the TOML file named by ``GENREC_CONFIG``
+(or passed in), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from genrec_core.contract import DEFAULT_EVENT_WEIGHTS, EVENT_TYPES
+from genrec_core.errors import ConfigError
+
+ModelName = Literal["mult_vae", "popularity"]
+
+# The TOML file of the `load_settings` call in progress (so loading never touches os.environ).
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("genrec_config_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MultVAEConfig(_Section):
+    """Mult-VAE (Liang et al. 2018) hyperparameters; defaults follow the paper."""
+
+    hidden_dim: int = Field(600, ge=1)
+    latent_dim: int = Field(200, ge=1)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    beta_cap: float = Field(0.2, ge=0.0)
+    total_anneal_steps: int = Field(200_000, ge=1)
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(500, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class S3Config(_Section):
+    """Where ``s3://`` URIs point. Empty endpoint means AWS's default."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Everything a nightly run needs. Frozen after validation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GENREC_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    events_uri: str = "file://./.state/demo/events"
+    output_uri: str = "file://./.state/demo/output"
+    model: ModelName = "mult_vae"
+    k: int = Field(10, ge=1, le=1000)
+    lookback_days: int = Field(30, ge=2, le=3650)
+    seed: int = 42
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    rating_threshold: float = 4.0
+    max_rejected_share: float = Field(0.05, ge=0.0, le=1.0)
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "2g"
+    score_chunk_size: int = Field(4096, ge=1)
+    torch_threads: int = Field(0, ge=0, description="0 keeps torch's default")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    pg_dsn: SecretStr | None = None
+    s3: S3Config = Field(default_factory=S3Config)
+    mult_vae: MultVAEConfig = Field(default_factory=MultVAEConfig)
+
+    @field_validator("events_uri", "output_uri")
+    @classmethod
+    def _uri_scheme(cls, value: str) -> str:
+        if not (value.startswith("file://") or value.startswith("s3://") or value.startswith("/")):
+            raise ValueError("expected a file://, s3:// URI or an absolute path")
+        return value.rstrip("/")
+
+    @field_validator("event_weights")
+    @classmethod
+    def _known_event_types(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; expected some of {list(EVENT_TYPES)}")
+        if any(w < 0 for w in value.values()):
+            raise ValueError("event weights must be >= 0")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _CONFIG_FILE.get() or os.environ.get("GENREC_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings with secrets masked, safe to log or store next to artifacts."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate the settings; raise ConfigError naming each bad setting."""
+    path = Path(config_file) if config_file is not None else None
+    if path is None and os.environ.get("GENREC_CONFIG"):
+        path = Path(os.environ["GENREC_CONFIG"])
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    token = _CONFIG_FILE.set(path)
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"setting '{name}': {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
+    finally:
+        _CONFIG_FILE.reset(token)

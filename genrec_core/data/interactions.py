@@ -1,0 +1,135 @@
+"""The one data object that crosses stages: a user x item matrix plus its two vocabularies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from genrec_core.storage import Storage, join
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Append-only map between external ids (strings) and dense indices.
+
+    Index i is `ids[i]`; an id keeps its index forever, new ids are appended.
+    """
+
+    ids: np.ndarray  # dtype object/str, position == index
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index_of(self, ids: np.ndarray | list[str]) -> np.ndarray:
+        """Indices of the given ids; -1 for ids not in the vocabulary (explicitly unknown)."""
+        lookup = {v: i for i, v in enumerate(self.ids.tolist())}
+        return np.fromiter((lookup.get(x, -1) for x in ids), dtype=np.int64, count=len(ids))
+
+    def to_table(self) -> pa.Table:
+        return pa.table({"id": pa.array(self.ids.tolist(), pa.string()),
+                         "idx": pa.array(np.arange(len(self.ids)), pa.int64())})
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> "Vocabulary":
+        idx = table.column("idx").to_numpy()
+        ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+        order = np.argsort(idx)
+        if not np.array_equal(idx[order], np.arange(len(idx))):
+            raise ValueError("vocabulary indices are not a dense 0..n-1 range")
+        return cls(ids[order])
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Implicit feedback: `matrix[u, i]` is the weight of user u's strongest signal on item i."""
+
+    matrix: sp.csr_matrix
+    users: Vocabulary
+    items: Vocabulary
+
+    def __post_init__(self) -> None:
+        if self.matrix.shape != (len(self.users), len(self.items)):
+            raise ValueError(f"matrix shape {self.matrix.shape} does not match vocabularies "
+                             f"({len(self.users)}, {len(self.items)})")
+
+    @property
+    def n_users(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+    def users_with_history(self) -> np.ndarray:
+        """Indices of users with at least one interaction."""
+        return np.flatnonzero(np.diff(self.matrix.indptr) > 0)
+
+    def binary(self) -> sp.csr_matrix:
+        out = self.matrix.copy()
+        out.data = np.ones_like(out.data, dtype=np.float32)
+        return out
+
+    @classmethod
+    def from_daily(cls, daily: pa.Table, users: Vocabulary, items: Vocabulary,
+                   positive_only: bool = True) -> "Interactions":
+        """Collapse daily aggregates (user_idx, item_idx, weight) into one matrix, max weight per pair.
+
+        With `positive_only=False` every seen pair is kept with weight 1 (the scorer's mask).
+        """
+        if positive_only:
+            daily = daily.filter(pc.greater(daily.column("weight"), 0))
+        rows = daily.column("user_idx").to_numpy()
+        cols = daily.column("item_idx").to_numpy()
+        w = daily.column("weight").to_numpy().astype(np.float32)
+        if not positive_only:
+            w = np.ones_like(w)
+        shape = (len(users), len(items))
+        # Max over days: sort by weight so the largest lands last, then keep the last per pair.
+        order = np.lexsort((w, cols, rows))
+        r, c, v = rows[order], cols[order], w[order]
+        last = np.ones(len(r), dtype=bool)
+        last[:-1] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
+        matrix = sp.csr_matrix((v[last], (r[last], c[last])), shape=shape)
+        return cls(matrix, users, items)
+
+
+@dataclass(frozen=True)
+class ExtractedData:
+    """Handle on one run date's extract output (written by the Spark job)."""
+
+    uri: str
+    run_date: dt.date
+    storage: Storage
+
+    @property
+    def daily_uri(self) -> str:
+        return join(self.uri, "daily")
+
+    def vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
+        users = Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "users")))
+        items = Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "items")))
+        return users, items
+
+    def daily(self) -> pa.Table:
+        return self.storage.read_table(self.daily_uri, columns=["user_idx", "item_idx", "day", "weight"])
+
+    def split(self) -> tuple[Interactions, Interactions, Interactions]:
+        """Positive feedback as (train: days before D, holdout: day D, full: the whole window through D)."""
+        users, items = self.vocabularies()
+        daily = self.daily()
+        day = pc.cast(daily.column("day"), pa.string())
+        on_run_date = pc.equal(day, self.run_date.isoformat())
+        train = Interactions.from_daily(daily.filter(pc.invert(on_run_date)), users, items)
+        holdout = Interactions.from_daily(daily.filter(on_run_date), users, items)
+        full = Interactions.from_daily(daily, users, items)
+        return train, holdout, full
+
+    def seen(self) -> Interactions:
+        """Every (user, item) pair with an accepted event in the window through D, weight 1."""
+        users, items = self.vocabularies()
+        return Interactions.from_daily(self.daily(), users, items, positive_only=False)

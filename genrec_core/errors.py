@@ -1,0 +1,17 @@
+"""Exceptions that carry a message meant for the operator."""
+
+
+class GenrecError(Exception):
+    """Base class for errors genrec reports to its operator."""
+
+
+class ConfigError(GenrecError):
+    """A setting or parameter is invalid; the message names it and what was expected."""
+
+
+class DataError(GenrecError):
+    """Input data is unusable (missing column, too many rejected rows, no data)."""
+
+
+class ServiceError(GenrecError):
+    """A service genrec talks to (Postgres, S3) is unreachable or misbehaves."""

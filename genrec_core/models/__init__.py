@@ -1,0 +1,1 @@
+"""Recommenders sharing one protocol (see `base.Recommender`)."""

@@ -1,0 +1,113 @@
+"""The protocol every model follows: fit on an interaction matrix, score a chunk of users, save/load.
+
+Masking seen items, filters and top-k live in the scorer, not in models. Artifacts
+are a `config.json` (model name, typed config, shape) beside a weights file that
+loads with ``torch.load(weights_only=True)``: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import scipy.sparse as sp
+
+from genrec_core.data.interactions import Interactions
+from genrec_core.storage import Storage, join
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Run-time options for training: where and how reproducibly, never what."""
+
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0
+
+
+class Recommender(ABC):
+    """Base class: a fixed public `fit` that checks and times, around a per-model `_fit`."""
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.n_items: int | None = None
+        self.device = "cpu"
+        self.fit_seconds: float | None = None
+
+    def fit(self, train: Interactions, options: FitOptions | None = None) -> "Recommender":
+        options = options or FitOptions()
+        if train.matrix.nnz == 0:
+            raise ValueError(f"{self.name}: cannot fit on an empty interaction matrix")
+        import torch
+
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        self.device = options.device
+        self.n_items = train.n_items
+        start = time.perf_counter()
+        self._fit(train, options)
+        self.fit_seconds = time.perf_counter() - start
+        log.info("%s fitted on %d users x %d items (%d nnz) in %.1fs", self.name, train.n_users,
+                 train.n_items, train.matrix.nnz, self.fit_seconds)
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions, options: FitOptions) -> None: ...
+
+    @abstractmethod
+    def score(self, history: sp.csr_matrix) -> "torch.Tensor":
+        """Scores [rows, n_items] (float32, on the model's device) for a chunk of users' history rows."""
+
+    @abstractmethod
+    def config_dict(self) -> dict[str, Any]:
+        """The model's typed config as plain JSON values."""
+
+    @abstractmethod
+    def state(self) -> dict[str, "torch.Tensor"]: ...
+
+    @abstractmethod
+    def load_state(self, config: dict[str, Any], n_items: int, state: dict[str, "torch.Tensor"]) -> None: ...
+
+    def _check_history(self, history: sp.csr_matrix) -> None:
+        if self.n_items is None:
+            raise RuntimeError(f"{self.name}: score() called before fit() or load()")
+        if history.shape[1] != self.n_items:
+            raise ValueError(f"{self.name}: history has {history.shape[1]} item columns, model has {self.n_items}")
+
+    def save(self, uri: str, storage: Storage) -> None:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu().contiguous() for k, v in self.state().items()}, buffer)
+        storage.write_bytes(join(uri, WEIGHTS_FILE), buffer.getvalue())
+        storage.write_json(join(uri, CONFIG_FILE), {
+            "model": self.name, "n_items": self.n_items, "config": self.config_dict(), "fit_seconds": self.fit_seconds,
+        })
+
+    @classmethod
+    def load(cls, uri: str, storage: Storage, device: str = "cpu") -> "Recommender":
+        """Load any registered model from its artifact directory."""
+        import torch
+
+        from genrec_core.models.registry import model_class
+
+        meta = storage.read_json(join(uri, CONFIG_FILE))
+        model = model_class(meta["model"])()
+        state = torch.load(io.BytesIO(storage.read_bytes(join(uri, WEIGHTS_FILE))), map_location=device,
+                           weights_only=True)
+        model.device = device
+        model.load_state(meta["config"], int(meta["n_items"]), state)
+        return model

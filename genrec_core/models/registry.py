@@ -1,0 +1,28 @@
+"""Model names -> classes, so artifacts and settings can name a model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from genrec_core.config import Settings
+    from genrec_core.models.base import Recommender
+
+
+def model_class(name: str) -> type["Recommender"]:
+    from genrec_core.models.mult_vae import MultVAE
+    from genrec_core.models.popularity import Popularity
+
+    classes: dict[str, type[Recommender]] = {MultVAE.name: MultVAE, Popularity.name: Popularity}
+    if name not in classes:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(classes)}")
+    return classes[name]
+
+
+def build_model(name: str, settings: "Settings") -> "Recommender":
+    """A fresh, unfitted model configured from the settings' section for it."""
+    from genrec_core.models.mult_vae import MultVAE
+
+    if name == MultVAE.name:
+        return MultVAE(settings.mult_vae)
+    return model_class(name)()

@@ -1,0 +1,25 @@
+"""Small torch helpers shared by the neural models."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+    return requested
+
+
+def csr_rows_to_dense(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
+    """Dense float32 tensor of a (small) block of CSR rows, built on the target device."""
+    coo = matrix.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    values = torch.from_numpy(coo.data.astype(np.float32))
+    sparse = torch.sparse_coo_tensor(indices, values, size=matrix.shape, check_invariants=False)
+    return sparse.to(device).to_dense()

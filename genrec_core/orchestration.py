@@ -1,0 +1,33 @@
+"""What the DAG needs from a task's context, without importing Airflow.
+
+The DAG passes its params and the run's data interval; this turns them into the
+validated settings and the run date D (the day the data interval covers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from genrec_core.config import Settings, load_settings
+from genrec_core.pipeline import parse_run_date
+
+# DAG params that map onto settings of the same name.
+PARAM_SETTINGS = ("model", "k", "lookback_days")
+
+
+def settings_for_run(params: Mapping[str, Any] | None, pg_dsn: str | None = None) -> Settings:
+    """Settings from file/env, overridden by the run's params (validated here, once)."""
+    overrides = {name: params[name] for name in PARAM_SETTINGS if params and params.get(name) is not None}
+    if pg_dsn:
+        overrides["pg_dsn"] = pg_dsn
+    return load_settings(**overrides)
+
+
+def run_date_of(context: Mapping[str, Any]) -> dt.date:
+    """D = the start of the run's data interval (never `now()`)."""
+    start = context.get("data_interval_start") or context.get("logical_date")
+    if start is None:
+        raise ValueError("the DAG run has no data interval; genrec_nightly needs a data-interval timetable")
+    return parse_run_date(start)

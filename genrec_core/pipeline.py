@@ -1,0 +1,208 @@
+"""The nightly steps as plain functions of (settings, run_date, inputs) -> small JSON summaries.
+
+The CLI calls `run_nightly`; the Airflow DAG calls the steps one per task, handing
+URIs between them. Every step is keyed on the run date D and is safe to rerun:
+it replaces what an earlier attempt for D wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from genrec_core.config import Settings
+from genrec_core.contract import partition_name
+from genrec_core.data.interactions import ExtractedData
+from genrec_core.errors import ConfigError, DataError
+from genrec_core.storage import Storage, join
+
+log = logging.getLogger(__name__)
+
+
+def parse_run_date(value: str | dt.date | dt.datetime) -> dt.date:
+    """A run date from 'YYYY-MM-DD', a date, or a datetime (Airflow's data_interval_start)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ConfigError(f"run date {value!r} is not a date; expected YYYY-MM-DD") from None
+
+
+def _storage(settings: Settings) -> Storage:
+    return Storage.from_settings(settings)
+
+
+def model_uri_for(settings: Settings, run_date: dt.date, model: str | None = None) -> str:
+    return join(settings.output_uri, "models", model or settings.model, partition_name(run_date))
+
+
+def scored_uri_for(settings: Settings, run_date: dt.date) -> str:
+    return join(settings.output_uri, "scored", partition_name(run_date))
+
+
+def _require_dsn(settings: Settings) -> str:
+    if settings.pg_dsn is None:
+        raise ConfigError("setting 'pg_dsn' is empty: set GENREC_PG_DSN or the genrec_postgres connection")
+    return settings.pg_dsn.get_secret_value()
+
+
+def _fit_options(settings: Settings) -> Any:
+    from genrec_core.models.base import FitOptions
+    from genrec_core.models.torch_utils import resolve_device
+
+    return FitOptions(seed=settings.seed, device=resolve_device(settings.device), threads=settings.torch_threads)
+
+
+def extract(settings: Settings, run_date: dt.date) -> dict[str, Any]:
+    """Spark extract for D; returns the extract URI and its data statistics."""
+    from genrec_core.extract.job import run_extract
+
+    result = run_extract(settings, run_date, _storage(settings))
+    return {"extract_uri": result.uri, "stats": result.stats}
+
+
+def check_data(settings: Settings, stats: dict[str, Any]) -> dict[str, Any]:
+    """Data checks the run must pass before training: users and items present, rejected share in bounds."""
+    problems = []
+    if stats.get("users", 0) < 1 or stats.get("items", 0) < 1:
+        problems.append(f"window has {stats.get('users', 0)} users and {stats.get('items', 0)} items")
+    if stats.get("rejected_share", 0.0) > settings.max_rejected_share:
+        problems.append(f"rejected share {stats['rejected_share']:.1%} above {settings.max_rejected_share:.1%}")
+    if problems:
+        raise DataError("data checks failed: " + "; ".join(problems))
+    return {"passed": True}
+
+
+def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, Any]:
+    """Fit the configured model on the window's days before D; save it under models/<model>/dt=D/."""
+    from genrec_core.models.registry import build_model
+
+    storage = _storage(settings)
+    data = ExtractedData(extract_uri, run_date, storage)
+    train_set, _, _ = data.split()
+    if train_set.matrix.nnz == 0:
+        raise DataError(f"no training interactions before {run_date} in the window; need at least two days of data")
+    model = build_model(settings.model, settings).fit(train_set, _fit_options(settings))
+    uri = model_uri_for(settings, run_date)
+    storage.delete_dir(uri)
+    model.save(uri, storage)
+    storage.copy_dir(join(extract_uri, "vocab"), join(uri, "vocab"))
+    return {"model_uri": uri, "model": settings.model, "fit_seconds": model.fit_seconds}
+
+
+def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str) -> dict[str, Any]:
+    """Hold out day D: metrics@k of the model and of the popularity baseline on D's new interactions."""
+    from genrec_core.evaluate import evaluate as evaluate_model
+    from genrec_core.models.base import Recommender
+    from genrec_core.models.popularity import Popularity
+
+    storage = _storage(settings)
+    train_set, holdout, _ = ExtractedData(extract_uri, run_date, storage).split()
+    options = _fit_options(settings)
+    model = Recommender.load(model_uri, storage, device=options.device)
+    metrics = evaluate_model(model, train_set.matrix, holdout.matrix, settings.k, settings.score_chunk_size)
+    baseline = Popularity().fit(train_set, options)
+    baseline_metrics = evaluate_model(baseline, train_set.matrix, holdout.matrix, settings.k, settings.score_chunk_size)
+    return {"model": metrics, "popularity": baseline_metrics}
+
+
+def score(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str) -> dict[str, Any]:
+    """Top-k for every user with history through D, seen items excluded; Parquet parts under scored/dt=D/."""
+    from genrec_core.models.base import Recommender
+    from genrec_core.score import chunk_to_table, iter_top_k
+
+    storage = _storage(settings)
+    data = ExtractedData(extract_uri, run_date, storage)
+    _, _, full = data.split()
+    seen = data.seen()
+    model = Recommender.load(model_uri, storage, device=_fit_options(settings).device)
+    users = seen.users_with_history()  # every user with an accepted event in the window
+    out = scored_uri_for(settings, run_date)
+    storage.delete_dir(out)
+    rows, started = 0, time.perf_counter()
+    chunks = iter_top_k(model, full.matrix, users, settings.k, settings.score_chunk_size, seen=seen.matrix)
+    for part, chunk in enumerate(chunks):
+        table = chunk_to_table(chunk, full.users, full.items, run_date, settings.model)
+        storage.write_table(join(out, f"part-{part:05d}.parquet"), table)
+        rows += table.num_rows
+    seconds = time.perf_counter() - started
+    log.info("scored %d users (%d rows) in %.1fs", len(users), rows, seconds)
+    return {"scored_uri": out, "users": int(len(users)), "rows": rows, "seconds": seconds}
+
+
+def _staged_tables(storage: Storage, scored_uri: str) -> Iterator[pa.Table]:
+    for uri in storage.list_files(scored_uri, ".parquet"):
+        yield storage.read_table(uri)
+
+
+def publish_postgres(settings: Settings, run_date: dt.date, scored_uri: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Swap D's lists into Postgres (migrations applied first); record the run in genrec.runs."""
+    from genrec_core.publish.migrations import upgrade
+    from genrec_core.publish.postgres import publish_postgres as publish
+
+    dsn = _require_dsn(settings)
+    upgrade(dsn)
+    rows = publish(dsn, run_date, _staged_tables(_storage(settings), scored_uri), record)
+    return {"rows_published": rows}
+
+
+def publish_object_store(settings: Settings, run_date: dt.date, scored_uri: str,
+                         model_info: dict[str, Any]) -> dict[str, Any]:
+    """Copy D's lists under recommendations/dt=D/ and write the manifest last."""
+    from genrec_core.publish.object_store import MANIFEST, publish_object_store as publish, recommendations_uri
+
+    manifest = publish(_storage(settings), settings.output_uri, run_date, scored_uri, model_info)
+    return {"uri": recommendations_uri(settings.output_uri, run_date), "rows": manifest["rows"],
+            "manifest": MANIFEST}
+
+
+def record_run(settings: Settings, run_date: dt.date, summary: dict[str, Any]) -> str:
+    """Write the run summary to runs/dt=D/summary.json; return its URI."""
+    uri = join(settings.output_uri, "runs", partition_name(run_date), "summary.json")
+    _storage(settings).write_json(uri, summary)
+    return uri
+
+
+def build_summary(run_date: dt.date, settings: Settings, extracted: dict[str, Any], evaluation: dict[str, Any],
+                  rows_published: int, uris: dict[str, str]) -> dict[str, Any]:
+    """The run's JSON summary (the CLI prints it; the DAG records it)."""
+    stats = extracted["stats"]
+    return {
+        "run_date": run_date.isoformat(),
+        "events_read": stats["events_read"],
+        "events_rejected": stats["events_rejected"],
+        "rejected_by_reason": stats["rejected_by_reason"],
+        "users": stats["users"],
+        "items": stats["items"],
+        "model": settings.model,
+        "metrics": evaluation["model"],
+        "baseline_metrics": {"popularity": evaluation["popularity"]},
+        "rows_published": rows_published,
+        "uris": uris,
+    }
+
+
+def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
+    """The whole nightly run in-process: the same calls the DAG makes, in the same order."""
+    extracted = extract(settings, run_date)
+    check_data(settings, extracted["stats"])
+    trained = train(settings, run_date, extracted["extract_uri"])
+    evaluation = evaluate(settings, run_date, extracted["extract_uri"], trained["model_uri"])
+    scored = score(settings, run_date, extracted["extract_uri"], trained["model_uri"])
+    uris = {"extract": extracted["extract_uri"], "model": trained["model_uri"], "scored": scored["scored_uri"]}
+    s3 = publish_object_store(settings, run_date, scored["scored_uri"],
+                              {"model": settings.model, "model_uri": trained["model_uri"]})
+    uris["recommendations"] = s3["uri"]
+    record = {"model": settings.model, "metrics": evaluation["model"], "artifacts": uris}
+    published = publish_postgres(settings, run_date, scored["scored_uri"], record)
+    summary = build_summary(run_date, settings, extracted, evaluation, published["rows_published"], uris)
+    uris["summary"] = record_run(settings, run_date, summary)
+    return summary

@@ -1,0 +1,1 @@
+"""Publishing scored lists: Postgres (COPY + partition swap) and object storage (parts + manifest)."""

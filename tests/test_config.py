@@ -1,0 +1,69 @@
+import os
+
+import pytest
+
+from genrec_core.config import load_settings
+from genrec_core.errors import ConfigError
+
+
+def test_defaults_validate():
+    settings = load_settings()
+    assert settings.model == "mult_vae" and settings.k == 10 and settings.mult_vae.hidden_dim == 600
+
+
+def test_env_overrides_nested_and_flat(monkeypatch):
+    monkeypatch.setenv("GENREC_K", "25")
+    monkeypatch.setenv("GENREC_MULT_VAE__EPOCHS", "3")
+    settings = load_settings()
+    assert settings.k == 25 and settings.mult_vae.epochs == 3
+
+
+def test_explicit_overrides_beat_env(monkeypatch):
+    monkeypatch.setenv("GENREC_K", "25")
+    assert load_settings(k=7).k == 7
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "genrec.toml"
+    path.write_text('model = "popularity"\nk = 5\n[mult_vae]\nlatent_dim = 32\n')
+    settings = load_settings(path)
+    assert (settings.model, settings.k, settings.mult_vae.latent_dim) == ("popularity", 5, 32)
+    assert "GENREC_CONFIG" not in os.environ and load_settings().model == "mult_vae"  # nothing leaks
+
+
+def test_toml_file_from_env_and_env_beats_file(tmp_path, monkeypatch):
+    path = tmp_path / "genrec.toml"
+    path.write_text("k = 5\nlookback_days = 9\n")
+    monkeypatch.setenv("GENREC_CONFIG", str(path))
+    monkeypatch.setenv("GENREC_K", "6")
+    settings = load_settings()
+    assert (settings.k, settings.lookback_days) == (6, 9)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(("override", "name"), [
+    ({"k": 0}, "k"),
+    ({"model": "bert4rec"}, "model"),
+    ({"events_uri": "ftp://x"}, "events_uri"),
+    ({"event_weights": {"like": 1.0}}, "event_weights"),
+    ({"mult_vae": {"dropout": 1.5}}, "mult_vae.dropout"),
+    ({"spark_mastr": "local"}, "spark_mastr"),
+])
+def test_bad_value_names_the_setting(override, name):
+    with pytest.raises(ConfigError, match=f"setting '{name}'"):
+        load_settings(**override)
+
+
+def test_bad_env_value_names_the_setting(monkeypatch):
+    monkeypatch.setenv("GENREC_LOOKBACK_DAYS", "many")
+    with pytest.raises(ConfigError, match="setting 'lookback_days'"):
+        load_settings()
+
+
+def test_secrets_are_masked_when_dumped():
+    settings = load_settings(pg_dsn="postgresql://u:hunter2@h/db")
+    assert "hunter2" not in str(settings.public_dict()) and "hunter2" not in repr(settings)
