@@ -85,15 +85,18 @@ def genrec_nightly() -> None:
 
         return pipeline.publish_object_store(
             orchestration.settings_for_run(context["params"]), orchestration.run_date_of(context),
-            scored["scored_uri"], {"model": trained["model"], "model_uri": trained["model_uri"]})
+            scored["scored_uri"], {"model": trained["model"], "model_uri": trained["model_uri"],
+                                   "model_version": pipeline.model_version(trained)})
 
     @task
     def publish_postgres(scored: dict, trained: dict, evaluation: dict, extracted: dict, **context) -> dict:
         from genrec_core import orchestration, pipeline
 
-        record = {"model": trained["model"], "metrics": evaluation["model"],
+        record = {"model": trained["model"], "model_version": pipeline.model_version(trained),
+                  "metrics": evaluation["model"],
                   "artifacts": {"extract": extracted["extract_uri"], "model": trained["model_uri"],
-                                "scored": scored["scored_uri"]}}
+                                "scored": scored["scored_uri"]},
+                  "started_at": context["dag_run"].start_date.isoformat() if context["dag_run"].start_date else None}
         return pipeline.publish_postgres(orchestration.settings_for_run(context["params"]),
                                          orchestration.run_date_of(context), scored["scored_uri"], record)
 

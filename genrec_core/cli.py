@@ -88,6 +88,45 @@ def cmd_db_upgrade(args: argparse.Namespace) -> dict[str, Any]:
         return {"applied": upgrade(dsn)}
 
 
+def cmd_publish_rollback(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.config import load_settings
+    from genrec_core.publish.migrations import upgrade
+    from genrec_core.publish.postgres import rollback_to
+
+    settings = load_settings(args.config)
+    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
+        upgrade(dsn)
+        previous = rollback_to(dsn, args.to, args.reason)
+    return {"serving": args.to, "previously_serving": previous}
+
+
+def cmd_publish_drop(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.config import load_settings
+    from genrec_core.publish.migrations import upgrade
+    from genrec_core.publish.postgres import drop_date
+
+    settings = load_settings(args.config)
+    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
+        upgrade(dsn)
+        served = drop_date(dsn, args.date, args.reason)
+    return {"dropped": args.date, "serving": served}
+
+
+def cmd_bench_publish(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    from genrec_core.benchmarks import publish_bench
+
+    configured = os.environ.get("GENREC_PG_DSN")
+    if configured:
+        return publish_bench.run(configured, args.rows, readers=args.readers, workers=args.workers)
+    from genrec_core.services.local_postgres import LocalPostgres
+
+    with LocalPostgres() as server:  # a fresh embedded server, removed afterwards
+        return {**publish_bench.run(server.dsn, args.rows, readers=args.readers, workers=args.workers),
+                "server": "embedded local PostgreSQL"}
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.demo import run_demo
 
@@ -128,6 +167,27 @@ def build_parser() -> argparse.ArgumentParser:
     up = db.add_parser("upgrade", help="apply pending migrations from sql/")
     up.add_argument("--config")
     up.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("publish", help="operate on published dates in Postgres")
+    pub = p.add_subparsers(dest="publish_command", required=True)
+    rb = pub.add_parser("rollback", help="serve an earlier kept date from genrec.recommendations_latest")
+    rb.add_argument("--to", type=_date, required=True)
+    rb.add_argument("--reason", default="")
+    rb.add_argument("--config")
+    rb.set_defaults(func=cmd_publish_rollback)
+    dr = pub.add_parser("drop", help="remove a bad date's partition (serving moves to the newest remaining)")
+    dr.add_argument("date", type=_date)
+    dr.add_argument("--reason", default="")
+    dr.add_argument("--config")
+    dr.set_defaults(func=cmd_publish_drop)
+
+    p = sub.add_parser("bench", help="benchmarks (print one JSON object)")
+    bench = p.add_subparsers(dest="bench_command", required=True)
+    bp = bench.add_parser("publish", help="Postgres publish vs raw COPY floor and pandas.to_sql")
+    bp.add_argument("--rows", type=_positive, default=10_000_000)
+    bp.add_argument("--readers", type=_positive, default=4)
+    bp.add_argument("--workers", type=_positive, default=2, help="parallel COPY connections")
+    bp.set_defaults(func=cmd_bench_publish)
 
     p = sub.add_parser("demo", help="generate a log, run the DAG with `airflow dags test`, show results")
     p.add_argument("--date", type=_date, default=dt.date(2026, 11, 20))

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
     score_chunk_size: int = Field(4096, ge=1)
+    keep_dates: int = Field(30, ge=1, description="published dates kept in Postgres and object storage")
+    publish_workers: int = Field(2, ge=1, le=32, description="parallel COPY connections")
     torch_threads: int = Field(0, ge=0, description="0 keeps torch's default")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pg_dsn: SecretStr | None = None

@@ -144,24 +144,29 @@ def _staged_tables(storage: Storage, scored_uri: str) -> Iterator[pa.Table]:
 
 
 def publish_postgres(settings: Settings, run_date: dt.date, scored_uri: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Swap D's lists into Postgres (migrations applied first); record the run in genrec.runs."""
+    """Swap D's lists into Postgres (migrations applied first); record the run; apply retention."""
     from genrec_core.publish.migrations import upgrade
     from genrec_core.publish.postgres import publish_postgres as publish
 
     dsn = _require_dsn(settings)
     upgrade(dsn)
-    rows = publish(dsn, run_date, _staged_tables(_storage(settings), scored_uri), record)
-    return {"rows_published": rows}
+    result = publish(dsn, run_date, _staged_tables(_storage(settings), scored_uri), record,
+                     keep_dates=settings.keep_dates, workers=settings.publish_workers)
+    return {"rows_published": result.rows, "timings": result.timings,
+            "dropped_dates": [d.isoformat() for d in result.dropped_dates]}
 
 
 def publish_object_store(settings: Settings, run_date: dt.date, scored_uri: str,
                          model_info: dict[str, Any]) -> dict[str, Any]:
-    """Copy D's lists under recommendations/dt=D/ and write the manifest last."""
-    from genrec_core.publish.object_store import MANIFEST, publish_object_store as publish, recommendations_uri
+    """Copy D's lists under recommendations/dt=D/, write the manifest last, then apply retention."""
+    from genrec_core.publish.object_store import MANIFEST, apply_object_retention, recommendations_uri
+    from genrec_core.publish.object_store import publish_object_store as publish
 
-    manifest = publish(_storage(settings), settings.output_uri, run_date, scored_uri, model_info)
+    storage = _storage(settings)
+    manifest = publish(storage, settings.output_uri, run_date, scored_uri, model_info)
+    removed = apply_object_retention(storage, settings.output_uri, settings.keep_dates)
     return {"uri": recommendations_uri(settings.output_uri, run_date), "rows": manifest["rows"],
-            "manifest": MANIFEST}
+            "manifest": MANIFEST, "retention_removed": removed}
 
 
 def record_run(settings: Settings, run_date: dt.date, summary: dict[str, Any]) -> str:
@@ -169,6 +174,11 @@ def record_run(settings: Settings, run_date: dt.date, summary: dict[str, Any]) -
     uri = join(settings.output_uri, "runs", partition_name(run_date), "summary.json")
     _storage(settings).write_json(uri, summary)
     return uri
+
+
+def model_version(trained: dict[str, Any]) -> str:
+    """A model's version: its name and the run date of the artifact, e.g. `mult_vae@2026-11-20`."""
+    return f"{trained['model']}@{trained['model_uri'].rstrip('/').rsplit('dt=', 1)[-1]}"
 
 
 def build_summary(run_date: dt.date, settings: Settings, extracted: dict[str, Any], evaluation: dict[str, Any],
@@ -192,6 +202,7 @@ def build_summary(run_date: dt.date, settings: Settings, extracted: dict[str, An
 
 def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
     """The whole nightly run in-process: the same calls the DAG makes, in the same order."""
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat()  # monitoring only; nothing is keyed on it
     extracted = extract(settings, run_date)
     check_data(settings, extracted["stats"])
     trained = train(settings, run_date, extracted["extract_uri"])
@@ -199,9 +210,11 @@ def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
     scored = score(settings, run_date, extracted["extract_uri"], trained["model_uri"])
     uris = {"extract": extracted["extract_uri"], "model": trained["model_uri"], "scored": scored["scored_uri"]}
     s3 = publish_object_store(settings, run_date, scored["scored_uri"],
-                              {"model": settings.model, "model_uri": trained["model_uri"]})
+                              {"model": settings.model, "model_uri": trained["model_uri"],
+                               "model_version": model_version(trained)})
     uris["recommendations"] = s3["uri"]
-    record = {"model": settings.model, "metrics": evaluation["model"], "artifacts": uris}
+    record = {"model": settings.model, "model_version": model_version(trained), "metrics": evaluation["model"],
+              "artifacts": uris, "started_at": started_at}
     published = publish_postgres(settings, run_date, scored["scored_uri"], record)
     summary = build_summary(run_date, settings, extracted, evaluation, published["rows_published"], uris)
     uris["summary"] = record_run(settings, run_date, summary)

@@ -36,15 +36,15 @@ def query(dsn: str, sql: str, *args: object) -> list[tuple]:
 
 
 def test_migrations_are_idempotent(pg_dsn):
-    assert upgrade(pg_dsn) == ["001"]
+    assert upgrade(pg_dsn) == ["001", "002"]
     assert upgrade(pg_dsn) == []
-    assert query(pg_dsn, "SELECT version FROM genrec.schema_migrations") == [("001",)]
+    assert query(pg_dsn, "SELECT version FROM genrec.schema_migrations ORDER BY 1") == [("001",), ("002",)]
 
 
 def test_publish_then_rerun_replaces_the_date_exactly(pg_dsn):
     upgrade(pg_dsn)
-    assert publish_postgres(pg_dsn, D1, [lists(D1, 20, 5, "old")], {"model": "old"}) == 100
-    assert publish_postgres(pg_dsn, D1, [lists(D1, 8, 3, "new")], {"model": "new"}) == 24
+    assert publish_postgres(pg_dsn, D1, [lists(D1, 20, 5, "old")], {"model": "old"}).rows == 100
+    assert publish_postgres(pg_dsn, D1, [lists(D1, 8, 3, "new")], {"model": "new"}).rows == 24
     assert query(pg_dsn, "SELECT count(*), min(model), max(model) FROM genrec.recommendations") == [(24, "new", "new")]
     tables = query(pg_dsn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'genrec' AND tablename LIKE "
                            "'recommendations_%'")
@@ -120,3 +120,51 @@ def test_manifest_checksums_match_the_files(s3_storage, s3_bucket):
         data = s3_storage.read_bytes(join(recommendations_uri(s3_bucket, D2), entry["name"]))
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
         assert pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows == entry["rows"]
+
+
+def test_large_parts_use_multipart_upload(s3_storage, s3_bucket, s3_endpoint):
+    import os
+
+    import boto3
+
+    uri = join(s3_bucket, "big.bin")
+    s3_storage.write_bytes(uri, os.urandom(24 * 1024 * 1024))
+    head = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                        region_name="us-east-1").head_object(Bucket=s3_bucket[5:], Key="big.bin")
+    assert head["ContentLength"] == 24 * 1024 * 1024
+    assert "-" in head["ETag"]  # S3 gives multipart objects an ETag of the form "<md5>-<parts>"
+
+
+def test_object_retention_keeps_the_window_and_the_served_models(s3_storage, s3_bucket):
+    from genrec_core.publish.object_store import apply_object_retention
+
+    days = [dt.date(2026, 11, d) for d in (17, 18, 19, 20)]
+    old_model = join(s3_bucket, "models", "m", "dt=2026-11-17")
+    s3_storage.write_bytes(join(old_model, "weights.pt"), b"w")
+    for day in days:
+        staged = join(s3_bucket, "scored", f"dt={day}")
+        s3_storage.write_table(join(staged, "part-00000.parquet"), lists(day, 2, 2))
+        s3_storage.write_json(join(s3_bucket, "extract", f"dt={day}", "stats.json"), {})
+        if day != days[0]:
+            s3_storage.write_bytes(join(s3_bucket, "models", "m", f"dt={day}", "weights.pt"), b"w")
+        # the newest date is served by the model trained on the 17th (say the gate kept it)
+        model_uri = old_model if day == days[-1] else join(s3_bucket, "models", "m", f"dt={day}")
+        publish_object_store(s3_storage, s3_bucket, day, staged, {"model_uri": model_uri})
+    removed = apply_object_retention(s3_storage, s3_bucket, keep_dates=2)
+    assert sorted(u.replace(s3_bucket + "/", "") for u in removed) == [
+        "extract/dt=2026-11-17", "extract/dt=2026-11-18", "models/m/dt=2026-11-18",
+        "recommendations/dt=2026-11-17", "recommendations/dt=2026-11-18",
+        "scored/dt=2026-11-17", "scored/dt=2026-11-18"]
+    assert s3_storage.exists(join(old_model, "weights.pt"))
+    assert s3_storage.list_dir(join(s3_bucket, "recommendations")) == ["dt=2026-11-19", "dt=2026-11-20"]
+
+
+def test_parts_with_another_model_keep_their_model(pg_dsn):
+    upgrade(pg_dsn)
+    parts = [lists(D1, 3, 2, "a"), lists(D1, 3, 2, "b").set_column(1, "user_id", pa.array(["x"] * 6))]
+    assert publish_postgres(pg_dsn, D1, parts, {"model": "a"}).rows == 12
+    assert query(pg_dsn, "SELECT model, count(*), min(run_date) FROM genrec.recommendations GROUP BY 1 ORDER BY 1") == [
+        ("a", 6, D1), ("b", 6, D1)]
+    defaults = query(pg_dsn, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'genrec' "
+                             "AND table_name = 'recommendations_20261119' AND column_default IS NOT NULL")
+    assert defaults == [(0,)]  # the load-time defaults do not outlive the load

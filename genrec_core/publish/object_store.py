@@ -48,3 +48,55 @@ def publish_object_store(storage: Storage, output_uri: str, run_date: dt.date, s
     storage.write_json(join(target, MANIFEST), manifest)
     log.info("published %d rows in %d files to %s", total, len(files), target)
     return manifest
+
+
+# Per-date folders that retention prunes: run outputs, extracts (with their quarantine), staged parts.
+RETAINED_PREFIXES = ("recommendations", "scored", "extract")
+
+
+def manifested_dates(storage: Storage, output_uri: str) -> list[dt.date]:
+    """Dates whose recommendations carry a manifest (the only ones readers trust), newest first."""
+    root = join(output_uri, "recommendations")
+    dates = []
+    for name in storage.list_dir(root):
+        if name.startswith("dt=") and storage.exists(join(root, name, MANIFEST)):
+            dates.append(dt.date.fromisoformat(name[3:]))
+    return sorted(dates, reverse=True)
+
+
+def _dated_dirs(storage: Storage, uri: str) -> list[tuple[dt.date, str]]:
+    out = []
+    for name in storage.list_dir(uri):
+        if name.startswith("dt="):
+            try:
+                out.append((dt.date.fromisoformat(name[3:]), join(uri, name)))
+            except ValueError:
+                continue  # not ours; leave it alone
+    return out
+
+
+def apply_object_retention(storage: Storage, output_uri: str, keep_dates: int) -> list[str]:
+    """Remove dated folders older than the newest `keep_dates` manifested dates; return what was removed.
+
+    Model artifacts referenced by a kept manifest (the served model among them) are never removed.
+    """
+    kept = manifested_dates(storage, output_uri)[:keep_dates]
+    if not kept:
+        return []
+    cutoff = min(kept)
+    protected = {storage.read_json(join(recommendations_uri(output_uri, d), MANIFEST)).get("model_uri") for d in kept}
+    candidates = []
+    for prefix in RETAINED_PREFIXES:
+        candidates += _dated_dirs(storage, join(output_uri, prefix))
+    for model in storage.list_dir(join(output_uri, "models")):
+        candidates += _dated_dirs(storage, join(output_uri, "models", model))
+    removed = []
+    for day, uri in sorted(candidates):
+        if day < cutoff and uri not in protected:
+            if uri.startswith(join(output_uri, "recommendations")):
+                storage.delete_file(join(uri, MANIFEST))  # readers stop trusting it first
+            storage.delete_dir(uri)
+            removed.append(uri)
+    if removed:
+        log.info("retention: removed %d folders older than %s", len(removed), cutoff)
+    return removed
