@@ -45,6 +45,20 @@ def postgres_dsn(configured: str | None) -> Iterator[str]:
         server.stop(remove=False)
 
 
+@contextmanager
+def settings_dsn(config: str | None, migrate: bool = False) -> Iterator[str]:
+    """The DSN the settings name (or an embedded server), with migrations applied when asked."""
+    from genrec_core.config import load_settings
+
+    settings = load_settings(config)
+    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
+        if migrate:
+            from genrec_core.publish.migrations import upgrade
+
+            upgrade(dsn)
+        yield dsn
+
+
 def cmd_generate_logs(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.generate import LogSpec, generate_logs
 
@@ -70,44 +84,32 @@ def _secret(value: str) -> Any:
 
 
 def cmd_recs(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.config import load_settings
     from genrec_core.publish.postgres import read_user_recommendations
 
-    settings = load_settings(args.config)
-    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
+    with settings_dsn(args.config) as dsn:
         rows = read_user_recommendations(dsn, args.user, args.date)
     return {"user_id": args.user, "recommendations": rows}
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.config import load_settings
     from genrec_core.publish.migrations import upgrade
 
-    settings = load_settings(args.config)
-    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
+    with settings_dsn(args.config) as dsn:
         return {"applied": upgrade(dsn)}
 
 
 def cmd_publish_rollback(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.config import load_settings
-    from genrec_core.publish.migrations import upgrade
     from genrec_core.publish.postgres import rollback_to
 
-    settings = load_settings(args.config)
-    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
-        upgrade(dsn)
+    with settings_dsn(args.config, migrate=True) as dsn:
         previous = rollback_to(dsn, args.to, args.reason)
     return {"serving": args.to, "previously_serving": previous}
 
 
 def cmd_publish_drop(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.config import load_settings
-    from genrec_core.publish.migrations import upgrade
     from genrec_core.publish.postgres import drop_date
 
-    settings = load_settings(args.config)
-    with postgres_dsn(settings.pg_dsn.get_secret_value() if settings.pg_dsn else None) as dsn:
-        upgrade(dsn)
+    with settings_dsn(args.config, migrate=True) as dsn:
         served = drop_date(dsn, args.date, args.reason)
     return {"dropped": args.date, "serving": served}
 
