@@ -73,11 +73,25 @@ def genrec_nightly() -> None:
                                  orchestration.run_date_of(context), extracted["extract_uri"], trained["model_uri"])
 
     @task
-    def score(extracted: dict, trained: dict, evaluation: dict, **context) -> dict:
+    def shard_plan(**context) -> list[int]:
+        from genrec_core import orchestration, pipeline
+
+        return pipeline.shard_plan(orchestration.settings_for_run(context["params"]))
+
+    @task
+    def score(shard: int, extracted: dict, trained: dict, evaluation: dict, **context) -> dict:
         from genrec_core import orchestration, pipeline
 
         return pipeline.score(orchestration.settings_for_run(context["params"]), orchestration.run_date_of(context),
-                              extracted["extract_uri"], trained["model_uri"])
+                              extracted["extract_uri"], trained["model_uri"], shard)
+
+    @task
+    def scoring_done(shards: list[dict], extracted: dict, **context) -> dict:
+        from genrec_core import orchestration, pipeline
+
+        return {"scored_uri": pipeline.scored_uri_for(orchestration.settings_for_run(context["params"]),
+                                                      orchestration.run_date_of(context)),
+                "rows": sum(s["rows"] for s in shards), "users": sum(s["users"] for s in shards)}
 
     @task
     def publish_object_store(scored: dict, trained: dict, **context) -> dict:
@@ -116,7 +130,8 @@ def genrec_nightly() -> None:
     checks = check_data(extracted)
     trained = train(extracted, checks)
     evaluation = evaluate(extracted, trained)
-    scored = score(extracted, trained, evaluation)
+    shards = score.partial(extracted=extracted, trained=trained, evaluation=evaluation).expand(shard=shard_plan())
+    scored = scoring_done(shards, extracted)
     s3 = publish_object_store(scored, trained)
     pg = publish_postgres(scored, trained, evaluation, extracted)
     s3 >> pg  # files first, then the Postgres swap that makes D the served date

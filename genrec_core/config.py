@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
     score_chunk_size: int = Field(4096, ge=1)
+    min_history: int = Field(3, ge=1, description="users with fewer accepted events get the fallback list")
+    fallback_days: int = Field(7, ge=1, description="popularity window of the fallback list, days through D")
+    score_shards: int = Field(1, ge=1, le=1024, description="independent scoring jobs (hash ranges of user ids)")
+    exclusions_uri: str | None = Field(None, description="Parquet with an item_id column: never recommend these")
+    allowlist_uri: str | None = Field(None, description="Parquet with an item_id column: recommend only these")
     keep_dates: int = Field(30, ge=1, description="published dates kept in Postgres and object storage")
     publish_workers: int = Field(2, ge=1, le=32, description="parallel COPY connections")
     torch_threads: int = Field(0, ge=0, description="0 keeps torch's default")

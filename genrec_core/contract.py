@@ -37,7 +37,9 @@ REJECT_REASONS: tuple[str, ...] = (
 )
 
 # Output table columns (Parquet and Postgres).
-RECOMMENDATION_COLUMNS: tuple[str, ...] = ("run_date", "user_id", "rank", "item_id", "score", "model")
+RECOMMENDATION_COLUMNS: tuple[str, ...] = ("run_date", "user_id", "rank", "item_id", "score", "model", "source")
+SOURCE_MODEL = "model"
+SOURCE_FALLBACK = "fallback"
 
 
 def partition_name(day: "object") -> str:

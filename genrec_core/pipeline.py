@@ -10,10 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pyarrow as pa
 
 from genrec_core.config import Settings
 from genrec_core.contract import partition_name
@@ -114,33 +111,36 @@ def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri:
     return {"model": metrics, "popularity": baseline_metrics}
 
 
-def score(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str) -> dict[str, Any]:
-    """Top-k for every user with history through D, seen items excluded; Parquet parts under scored/dt=D/."""
+def score(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str, shard: int = 0,
+          n_shards: int | None = None) -> dict[str, Any]:
+    """Top-k for every user with history through D in one shard; part files under scored/dt=D/."""
+    from genrec_core.filters import load_item_filter
     from genrec_core.models.base import Recommender
-    from genrec_core.score import chunk_to_table, iter_top_k
+    from genrec_core.score_job import ScoreRequest, score_shard
 
     storage = _storage(settings)
-    data = ExtractedData(extract_uri, run_date, storage)
-    _, _, full = data.split()
-    seen = data.seen()
+    request = ScoreRequest(run_date, settings.k, settings.score_chunk_size, settings.min_history,
+                           settings.fallback_days, shard, n_shards or settings.score_shards)
+    dsn = settings.pg_dsn.get_secret_value() if settings.pg_dsn else None
+    item_filter = load_item_filter(storage, settings.exclusions_uri, settings.allowlist_uri, dsn)
     model = Recommender.load(model_uri, storage, device=_fit_options(settings).device)
-    users = seen.users_with_history()  # every user with an accepted event in the window
-    out = scored_uri_for(settings, run_date)
-    storage.delete_dir(out)
-    rows, started = 0, time.perf_counter()
-    chunks = iter_top_k(model, full.matrix, users, settings.k, settings.score_chunk_size, seen=seen.matrix)
-    for part, chunk in enumerate(chunks):
-        table = chunk_to_table(chunk, full.users, full.items, run_date, settings.model)
-        storage.write_table(join(out, f"part-{part:05d}.parquet"), table)
-        rows += table.num_rows
-    seconds = time.perf_counter() - started
-    log.info("scored %d users (%d rows) in %.1fs", len(users), rows, seconds)
-    return {"scored_uri": out, "users": int(len(users)), "rows": rows, "seconds": seconds}
+    data = ExtractedData(extract_uri, run_date, storage)
+    started = time.perf_counter()
+    marker = score_shard(data, model, request, item_filter, scored_uri_for(settings, run_date), storage,
+                         settings.model)
+    return {"scored_uri": scored_uri_for(settings, run_date), **marker, "seconds": time.perf_counter() - started}
 
 
-def _staged_tables(storage: Storage, scored_uri: str) -> Iterator[pa.Table]:
-    for uri in storage.list_files(scored_uri, ".parquet"):
-        yield storage.read_table(uri)
+def shard_plan(settings: Settings) -> list[int]:
+    """The shard numbers the score step runs as (0..score_shards-1)."""
+    return list(range(settings.score_shards))
+
+
+def _staged(settings: Settings, scored_uri: str) -> tuple[Storage, list[str]]:
+    from genrec_core.score_job import staged_parts
+
+    storage = _storage(settings)
+    return storage, staged_parts(storage, scored_uri, settings.score_shards)
 
 
 def publish_postgres(settings: Settings, run_date: dt.date, scored_uri: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -148,9 +148,12 @@ def publish_postgres(settings: Settings, run_date: dt.date, scored_uri: str, rec
     from genrec_core.publish.migrations import upgrade
     from genrec_core.publish.postgres import publish_postgres as publish
 
+    from genrec_core.score_job import iter_tables
+
     dsn = _require_dsn(settings)
     upgrade(dsn)
-    result = publish(dsn, run_date, _staged_tables(_storage(settings), scored_uri), record,
+    storage, parts = _staged(settings, scored_uri)
+    result = publish(dsn, run_date, iter_tables(storage, parts), record,
                      keep_dates=settings.keep_dates, workers=settings.publish_workers)
     return {"rows_published": result.rows, "timings": result.timings,
             "dropped_dates": [d.isoformat() for d in result.dropped_dates]}
@@ -162,8 +165,8 @@ def publish_object_store(settings: Settings, run_date: dt.date, scored_uri: str,
     from genrec_core.publish.object_store import MANIFEST, apply_object_retention, recommendations_uri
     from genrec_core.publish.object_store import publish_object_store as publish
 
-    storage = _storage(settings)
-    manifest = publish(storage, settings.output_uri, run_date, scored_uri, model_info)
+    storage, parts = _staged(settings, scored_uri)
+    manifest = publish(storage, settings.output_uri, run_date, parts, model_info)
     removed = apply_object_retention(storage, settings.output_uri, settings.keep_dates)
     return {"uri": recommendations_uri(settings.output_uri, run_date), "rows": manifest["rows"],
             "manifest": MANIFEST, "retention_removed": removed}
@@ -207,7 +210,8 @@ def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
     check_data(settings, extracted["stats"])
     trained = train(settings, run_date, extracted["extract_uri"])
     evaluation = evaluate(settings, run_date, extracted["extract_uri"], trained["model_uri"])
-    scored = score(settings, run_date, extracted["extract_uri"], trained["model_uri"])
+    for shard in shard_plan(settings):
+        scored = score(settings, run_date, extracted["extract_uri"], trained["model_uri"], shard)
     uris = {"extract": extracted["extract_uri"], "model": trained["model_uri"], "scored": scored["scored_uri"]}
     s3 = publish_object_store(settings, run_date, scored["scored_uri"],
                               {"model": settings.model, "model_uri": trained["model_uri"],

@@ -1,20 +1,32 @@
-"""Chunked top-k for many users: score a chunk, mask what each user has seen, take top-k.
+"""Chunked top-k for many users: score a chunk, mask seen and ineligible items, take top-k.
 
-Memory is bounded by `chunk_size x n_items`, never by the number of users.
+Memory is bounded by `chunk_size x n_items`, never by the number of users. Ties are
+broken exactly and deterministically (higher score first, then lower item index), so
+any chunk size or shard count gives the same lists.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from genrec_core.contract import SOURCE_MODEL
 from genrec_core.data.interactions import Vocabulary
 from genrec_core.models.base import Recommender
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,43 +38,114 @@ class TopKChunk:
     scores: np.ndarray  # [n, k] float32
 
 
-def iter_top_k(model: Recommender, history: sp.csr_matrix, users: np.ndarray, k: int,
-               chunk_size: int, seen: sp.csr_matrix | None = None) -> Iterator[TopKChunk]:
-    """Yield top-k chunks for `users` (row indices), never recommending an item in `seen` (default: `history`).
+def deterministic_top_k(scores: "torch.Tensor", k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(indices, values) of the k best items per row; ties go to the lower item index.
 
-    `history` is what the model encodes; `seen` may hold more (e.g. low ratings that are not positive feedback).
+    Each float32 score maps to an order-preserving int32, placed above the inverted item
+    index in one int64 key, so `topk` has no ties left to order arbitrarily.
+    """
+    import torch
+
+    scores = torch.nan_to_num(scores.float(), nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
+    bits = scores.view(torch.int32)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: flip magnitude bits
+    n_items = scores.shape[1]
+    tiebreak = (n_items - 1) - torch.arange(n_items, device=scores.device, dtype=torch.int64)
+    keys = (ordered.to(torch.int64) << 32) | tiebreak
+    top = torch.topk(keys, k, dim=1, sorted=True).indices
+    return top, torch.gather(scores, 1, top)
+
+
+def iter_top_k(model: Recommender, history: sp.csr_matrix, users: np.ndarray, k: int, chunk_size: int,
+               seen: sp.csr_matrix | None = None, item_mask: np.ndarray | None = None) -> Iterator[TopKChunk]:
+    """Yield top-k chunks for `users` (row indices).
+
+    `history` is what the model encodes; items in `seen` (default: `history`) are never
+    recommended; `item_mask` (bool per item) marks the eligible items (default: all).
     """
     import torch
 
     seen = history if seen is None else seen
     k_eff = min(k, history.shape[1])
+    ineligible = None
     for start in range(0, len(users), chunk_size):
         rows = users[start:start + chunk_size]
         scores = model.score(history[rows]).float()
+        if item_mask is not None and ineligible is None:
+            ineligible = torch.from_numpy(~item_mask).to(scores.device)
+        if ineligible is not None:
+            scores.masked_fill_(ineligible, float("-inf"))
         coo = seen[rows].tocoo()
         if coo.nnz:
             r = torch.from_numpy(coo.row.astype(np.int64)).to(scores.device)
             c = torch.from_numpy(coo.col.astype(np.int64)).to(scores.device)
             scores[r, c] = float("-inf")
-        top = torch.topk(scores, k_eff, dim=1, sorted=True)
-        items = top.indices.cpu().numpy().astype(np.int64)
-        values = top.values.cpu().numpy().astype(np.float32)
+        top, values = deterministic_top_k(scores, k_eff)
+        items = top.cpu().numpy().astype(np.int64)
+        values = values.cpu().numpy().astype(np.float32)
         items[~np.isfinite(values)] = -1
         yield TopKChunk(rows, items, values)
 
 
 def chunk_to_table(chunk: TopKChunk, users: Vocabulary, items: Vocabulary, run_date: dt.date,
-                   model_name: str) -> pa.Table:
-    """Long format rows in the output contract (run_date, user_id, rank, item_id, score, model)."""
-    n, k = chunk.items.shape
+                   model_name: str, source: str = SOURCE_MODEL) -> pa.Table:
+    """Long format rows in the output contract (run_date, user_id, rank, item_id, score, model, source)."""
     valid = chunk.items >= 0
     user_pos, rank0 = np.nonzero(valid)
     item_idx = chunk.items[valid]
+    n = len(item_idx)
     return pa.table({
-        "run_date": pa.array(np.full(len(item_idx), np.datetime64(run_date.isoformat(), "D")), pa.date32()),
+        "run_date": pa.array(np.full(n, np.datetime64(run_date.isoformat(), "D")), pa.date32()),
         "user_id": pa.array(users.ids[chunk.users[user_pos]].tolist(), pa.string()),
         "rank": pa.array((rank0 + 1).astype(np.int32), pa.int32()),
         "item_id": pa.array(items.ids[item_idx].tolist(), pa.string()),
         "score": pa.array(chunk.scores[valid].astype(np.float64), pa.float64()),
-        "model": pa.array([model_name] * len(item_idx), pa.string()),
+        "model": pa.array([model_name] * n, pa.string()),
+        "source": pa.array([source] * n, pa.string()),
     })
+
+
+def shard_of(user_ids: np.ndarray, n_shards: int) -> np.ndarray:
+    """Shard (0..n_shards-1) of each user id by range of a stable 64-bit hash of the id."""
+    import pandas as pd
+
+    if n_shards < 1:
+        raise ValueError("n_shards must be >= 1")
+    hashes = pd.util.hash_array(np.asarray(user_ids, dtype=object), categorize=False)
+    return ((hashes >> np.uint64(32)) * np.uint64(n_shards) >> np.uint64(32)).astype(np.int64)
+
+
+class Progress:
+    """A progress bar on an interactive terminal; otherwise a log line (users/s, ETA) every `every_s`."""
+
+    def __init__(self, total: int, label: str, every_s: float = 30.0) -> None:
+        self.total, self.label, self.every_s = total, label, every_s
+        self.done = 0
+        self.started = self.last_log = time.perf_counter()
+        self._bar = None
+        if sys.stderr.isatty():
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, users: int) -> None:
+        self.done += users
+        now = time.perf_counter()
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        elif now - self.last_log >= self.every_s:
+            self.last_log = now
+            log.info("%s", self.line())
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        return f"{self.label}: {self.done}/{self.total} users, {rate:,.0f} users/s, ETA {eta:,.0f}s"
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        log.info("%s (done)", self.line())

@@ -148,6 +148,12 @@ class Storage:
         fs, path = self.resolve(uri)
         return pq.read_table(path, filesystem=fs, columns=columns, partitioning="hive")
 
+    def parquet_rows(self, uri: str) -> int:
+        """Row count of a Parquet file from its footer (the data is not read)."""
+        fs, path = self.resolve(uri)
+        with fs.open_input_file(path) as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+
     def copy_dir(self, src_uri: str, dst_uri: str) -> None:
         """Copy every file under src to the same relative path under dst."""
         src_fs, src = self.resolve(src_uri)

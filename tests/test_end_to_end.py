@@ -98,8 +98,9 @@ def test_dag_folder_imports_without_errors(airflow_db):
     assert bag.import_errors == {}
     dag = bag.get_dag("genrec_nightly")
     assert dag is not None
-    assert {t.task_id for t in dag.tasks} == {"extract", "check_data", "train", "evaluate", "score",
-                                             "publish_object_store", "publish_postgres", "record_run"}
+    assert {t.task_id for t in dag.tasks} == {"extract", "check_data", "train", "evaluate", "shard_plan", "score",
+                                             "scoring_done", "publish_object_store", "publish_postgres",
+                                             "record_run"}
 
 
 def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypatch):

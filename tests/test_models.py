@@ -139,3 +139,14 @@ def test_mult_vae_loss_matches_the_reference_formula():
     assert got_nll.item() == pytest.approx(neg_ll, rel=1e-12)
     assert got_kl.item() == pytest.approx(kl, rel=1e-12)
     assert loss.item() == pytest.approx(neg_ll + beta * kl, rel=1e-12)
+
+
+def test_mult_vae_sparse_scoring_equals_the_dense_network():
+    data = two_block_interactions()
+    model = MultVAE(MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=2, batch_size=20)).fit(data, OPTIONS)
+    weighted = data.matrix.copy()
+    weighted.data = weighted.data * 3.0  # weights > 1 are binarised, as in training
+    with torch.no_grad():
+        dense = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32))
+        expected, _, _ = model.net(dense)
+    torch.testing.assert_close(model.score(weighted), expected, atol=1e-5, rtol=1e-5)

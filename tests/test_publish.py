@@ -21,9 +21,11 @@ D1, D2 = dt.date(2026, 11, 19), dt.date(2026, 11, 20)
 
 def lists(run_date: dt.date, users: int, k: int, model: str = "m") -> pa.Table:
     rows = [(run_date, f"u{u}", r, f"i{(u + r) % 50}", 1.0 / r, model) for u in range(users) for r in range(1, k + 1)]
-    cols = list(zip(*rows))
-    return pa.table({"run_date": pa.array(cols[0], pa.date32()), "user_id": cols[1],
-                     "rank": pa.array(cols[2], pa.int32()), "item_id": cols[3], "score": cols[4], "model": cols[5]})
+    cols = list(zip(*rows)) or [[]] * 6
+    return pa.table({"run_date": pa.array(cols[0], pa.date32()), "user_id": pa.array(cols[1], pa.string()),
+                     "rank": pa.array(cols[2], pa.int32()), "item_id": pa.array(cols[3], pa.string()),
+                     "score": pa.array(cols[4], pa.float64()), "model": pa.array(cols[5], pa.string()),
+                     "source": pa.array(["model"] * len(rows), pa.string())})
 
 
 def query(dsn: str, sql: str, *args: object) -> list[tuple]:
@@ -36,9 +38,9 @@ def query(dsn: str, sql: str, *args: object) -> list[tuple]:
 
 
 def test_migrations_are_idempotent(pg_dsn):
-    assert upgrade(pg_dsn) == ["001", "002"]
+    assert upgrade(pg_dsn) == ["001", "002", "003"]
     assert upgrade(pg_dsn) == []
-    assert query(pg_dsn, "SELECT version FROM genrec.schema_migrations ORDER BY 1") == [("001",), ("002",)]
+    assert query(pg_dsn, "SELECT version FROM genrec.schema_migrations ORDER BY 1") == [("001",), ("002",), ("003",)]
 
 
 def test_publish_then_rerun_replaces_the_date_exactly(pg_dsn):
@@ -90,7 +92,7 @@ def test_object_store_publish_writes_manifest_last_and_rerun_replaces(s3_storage
     staged = join(s3_bucket, "scored", "dt=2026-11-20")
     s3_storage.write_table(join(staged, "part-00000.parquet"), lists(D2, 10, 3))
     s3_storage.write_table(join(staged, "part-00001.parquet"), lists(D2, 5, 3))
-    manifest = publish_object_store(s3_storage, s3_bucket, D2, staged, {"model": "m"})
+    manifest = publish_object_store(s3_storage, s3_bucket, D2, s3_storage.list_files(staged), {"model": "m"})
     target = recommendations_uri(s3_bucket, D2)
     assert manifest["rows"] == 45 and [f["rows"] for f in manifest["files"]] == [30, 15]
     assert s3_storage.read_json(join(target, MANIFEST)) == manifest
@@ -99,14 +101,14 @@ def test_object_store_publish_writes_manifest_last_and_rerun_replaces(s3_storage
     # a rerun with fewer parts leaves no stale part behind
     s3_storage.delete_dir(staged)
     s3_storage.write_table(join(staged, "part-00000.parquet"), lists(D2, 2, 3))
-    manifest = publish_object_store(s3_storage, s3_bucket, D2, staged, {"model": "m"})
+    manifest = publish_object_store(s3_storage, s3_bucket, D2, s3_storage.list_files(staged), {"model": "m"})
     names = [u.rsplit("/", 1)[-1] for u in s3_storage.list_files(target)]
     assert names == [MANIFEST, "part-00000.parquet"] and manifest["rows"] == 6
 
 
 def test_object_store_refuses_an_empty_batch(s3_storage, s3_bucket):
     with pytest.raises(DataError, match="no staged part files"):
-        publish_object_store(s3_storage, s3_bucket, D2, join(s3_bucket, "scored", "dt=2026-11-20"), {})
+        publish_object_store(s3_storage, s3_bucket, D2, [], {})
     assert not s3_storage.exists(join(recommendations_uri(s3_bucket, D2), MANIFEST))
 
 
@@ -115,7 +117,7 @@ def test_manifest_checksums_match_the_files(s3_storage, s3_bucket):
 
     staged = join(s3_bucket, "scored", "dt=2026-11-20")
     s3_storage.write_table(join(staged, "part-00000.parquet"), lists(D2, 3, 2))
-    manifest = publish_object_store(s3_storage, s3_bucket, D2, staged, {})
+    manifest = publish_object_store(s3_storage, s3_bucket, D2, s3_storage.list_files(staged), {})
     for entry in manifest["files"]:
         data = s3_storage.read_bytes(join(recommendations_uri(s3_bucket, D2), entry["name"]))
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
@@ -149,7 +151,7 @@ def test_object_retention_keeps_the_window_and_the_served_models(s3_storage, s3_
             s3_storage.write_bytes(join(s3_bucket, "models", "m", f"dt={day}", "weights.pt"), b"w")
         # the newest date is served by the model trained on the 17th (say the gate kept it)
         model_uri = old_model if day == days[-1] else join(s3_bucket, "models", "m", f"dt={day}")
-        publish_object_store(s3_storage, s3_bucket, day, staged, {"model_uri": model_uri})
+        publish_object_store(s3_storage, s3_bucket, day, s3_storage.list_files(staged), {"model_uri": model_uri})
     removed = apply_object_retention(s3_storage, s3_bucket, keep_dates=2)
     assert sorted(u.replace(s3_bucket + "/", "") for u in removed) == [
         "extract/dt=2026-11-17", "extract/dt=2026-11-18", "models/m/dt=2026-11-18",
@@ -166,5 +168,6 @@ def test_parts_with_another_model_keep_their_model(pg_dsn):
     assert query(pg_dsn, "SELECT model, count(*), min(run_date) FROM genrec.recommendations GROUP BY 1 ORDER BY 1") == [
         ("a", 6, D1), ("b", 6, D1)]
     defaults = query(pg_dsn, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'genrec' "
-                             "AND table_name = 'recommendations_20261119' AND column_default IS NOT NULL")
+                             "AND table_name = 'recommendations_20261119' AND column_default IS NOT NULL "
+                             "AND column_name IN ('run_date', 'model')")
     assert defaults == [(0,)]  # the load-time defaults do not outlive the load

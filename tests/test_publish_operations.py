@@ -165,7 +165,8 @@ def test_hostile_values_round_trip_and_bind_safely(pg_dsn):
     day = DAYS[0]
     table = pa.table({"run_date": pa.array([day] * len(hostile), pa.date32()), "user_id": hostile,
                       "rank": pa.array([1] * len(hostile), pa.int32()), "item_id": hostile,
-                      "score": [0.5] * len(hostile), "model": ["m"] * len(hostile)})
+                      "score": [0.5] * len(hostile), "model": ["m"] * len(hostile),
+                      "source": ["model"] * len(hostile)})
     publish_postgres(pg_dsn, day, [table], {"model": "m"})
     stored = query(pg_dsn, "SELECT user_id, item_id FROM genrec.recommendations ORDER BY user_id")
     assert sorted(stored) == sorted(zip(hostile, hostile))

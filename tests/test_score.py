@@ -3,10 +3,12 @@ import datetime as dt
 import numpy as np
 import scipy.sparse as sp
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genrec_core.data.interactions import Vocabulary
 from genrec_core.models.base import Recommender
-from genrec_core.score import chunk_to_table, iter_top_k
+from genrec_core.score import chunk_to_table, deterministic_top_k, iter_top_k, shard_of
 
 
 class FixedScores(Recommender):
@@ -72,8 +74,59 @@ def test_table_is_in_the_output_contract():
     (chunk,) = iter_top_k(FixedScores(5), history, np.array([1, 0]), k=2, chunk_size=8)
     table = chunk_to_table(chunk, Vocabulary(np.array(["ua", "ub"], dtype=object)),
                            Vocabulary(np.array(list("abcde"), dtype=object)), dt.date(2026, 1, 1), "fixed")
-    assert table.column_names == ["run_date", "user_id", "rank", "item_id", "score", "model"]
+    assert table.column_names == ["run_date", "user_id", "rank", "item_id", "score", "model", "source"]
+    assert set(table.column("source").to_pylist()) == {"model"}
     rows = table.to_pylist()
     assert [(r["user_id"], r["rank"], r["item_id"]) for r in rows] == [
         ("ub", 1, "e"), ("ub", 2, "d"), ("ua", 1, "e"), ("ua", 2, "d")]
     assert {r["run_date"] for r in rows} == {dt.date(2026, 1, 1)}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_deterministic_top_k_matches_a_reference_ordering(data):
+    """Higher score first, ties to the lower item index; exact for repeated, negative and infinite scores."""
+    n_items = data.draw(st.integers(1, 30))
+    k = data.draw(st.integers(1, n_items))
+    values = data.draw(st.lists(st.sampled_from([-np.inf, -2.5, -1.0, -0.0, 0.0, 0.5, 1.0, 1e30, np.inf]),
+                                min_size=n_items, max_size=n_items))
+    scores = np.array([values], dtype=np.float32)
+    idx, vals = deterministic_top_k(torch.from_numpy(scores), k)
+    expected = sorted(range(n_items), key=lambda i: (-float(scores[0, i]), i))[:k]
+    got = idx[0].tolist()
+    # -0.0 and 0.0 compare equal as floats; the key orders +0.0 first, which is still deterministic
+    assert [float(scores[0, i]) for i in got] == [float(scores[0, i]) for i in expected]
+    assert vals[0].tolist() == [float(scores[0, i]) for i in got]
+    zeros = {i for i in range(n_items) if scores[0, i] == 0.0}
+    if not zeros & set(got):
+        assert got == expected
+
+
+def test_item_mask_keeps_k_eligible_items():
+    history = _history([[9]], n_items=10)
+    eligible = np.ones(10, dtype=bool)
+    eligible[[8, 7]] = False
+    (chunk,) = iter_top_k(FixedScores(10), history, np.arange(1), k=3, chunk_size=4, item_mask=eligible)
+    assert chunk.items.tolist() == [[6, 5, 4]]
+
+
+def test_ties_are_broken_the_same_way_for_any_chunk_size():
+    class Flat(FixedScores):
+        def score(self, history):
+            return torch.zeros(history.shape[0], self.n_items)
+
+    history = sp.random(40, 25, density=0.1, random_state=3, format="csr", dtype=np.float32)
+    runs = [np.vstack([c.items for c in iter_top_k(Flat(25), history, np.arange(40), 5, size)]) for size in (1, 7, 40)]
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+    for u in range(40):  # all scores equal: the lowest unseen item indices, in order
+        unseen = [i for i in range(25) if i not in set(history[u].indices)]
+        assert runs[0][u].tolist() == unseen[:5]
+
+
+def test_shards_are_stable_and_cover_everyone():
+    ids = np.array([f"u{i:07d}" for i in range(5000)], dtype=object)
+    shards = shard_of(ids, 4)
+    assert set(shards.tolist()) == {0, 1, 2, 3}
+    assert np.array_equal(shards, shard_of(ids.copy(), 4))
+    assert abs(np.bincount(shards).min() - 1250) < 150  # roughly even
+    assert (shard_of(ids, 1) == 0).all()

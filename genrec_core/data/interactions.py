@@ -116,7 +116,22 @@ class ExtractedData:
         return users, items
 
     def daily(self) -> pa.Table:
-        return self.storage.read_table(self.daily_uri, columns=["user_idx", "item_idx", "day", "weight"])
+        return self.storage.read_table(self.daily_uri, columns=["user_idx", "item_idx", "day", "weight", "events"])
+
+    def user_event_counts(self) -> np.ndarray:
+        """Accepted (deduplicated) events per user index over the window through D."""
+        users, _ = self.vocabularies()
+        daily = self.daily()
+        return np.bincount(daily.column("user_idx").to_numpy(), weights=daily.column("events").to_numpy(),
+                           minlength=len(users)).astype(np.int64)
+
+    def recent(self, days: int) -> Interactions:
+        """Positive feedback of the last `days` days through D."""
+        users, items = self.vocabularies()
+        daily = self.daily()
+        first = (self.run_date - dt.timedelta(days=days - 1)).isoformat()
+        day = pc.cast(daily.column("day"), pa.string())
+        return Interactions.from_daily(daily.filter(pc.greater_equal(day, first)), users, items)
 
     def split(self) -> tuple[Interactions, Interactions, Interactions]:
         """Positive feedback as (train: days before D, holdout: day D, full: the whole window through D)."""

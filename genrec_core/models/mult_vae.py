@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from genrec_core.config import MultVAEConfig
 from genrec_core.data.interactions import Interactions
 from genrec_core.models.base import FitOptions, Recommender
-from genrec_core.models.torch_utils import csr_rows_to_dense
+from genrec_core.models.torch_utils import csr_rows_to_dense, normalized_binary_rows
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class MultVAE(Recommender):
         super().__init__()
         self.config = config or MultVAEConfig()
         self.net: MultVAENet | None = None
+        self._encoder_t: torch.Tensor | None = None  # encoder weight transposed, cached for scoring
 
     def _build(self, n_items: int) -> MultVAENet:
         c = self.config
@@ -112,13 +113,17 @@ class MultVAE(Recommender):
 
     @torch.no_grad()
     def score(self, history: sp.csr_matrix) -> torch.Tensor:
+        """Logits for each history row (binarised, as in training), computed from the mean of q(z|x)."""
         self._check_history(history)
         assert self.net is not None
         self.net.eval()
-        x = csr_rows_to_dense(history, self.device)
-        x.clamp_(max=1.0).gt_(0)  # binarise in place, as in training
-        logits, _, _ = self.net(x)
-        return logits
+        # First layer as sparse x dense: a history has tens of items, the catalogue tens of thousands.
+        x = normalized_binary_rows(history, self.device)
+        if self._encoder_t is None or self._encoder_t.device != x.device:
+            self._encoder_t = self.net.encoder.weight.detach().t().contiguous()
+        h = torch.tanh(torch.sparse.mm(x, self._encoder_t) + self.net.encoder.bias)
+        mu, _ = self.net.to_params(h).chunk(2, dim=1)
+        return self.net.decode(mu)
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump()
@@ -133,3 +138,4 @@ class MultVAE(Recommender):
         self.net = self._build(n_items)
         self.net.load_state_dict(state)
         self.net.eval()
+        self._encoder_t = None

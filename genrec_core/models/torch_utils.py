@@ -23,3 +23,15 @@ def csr_rows_to_dense(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
     values = torch.from_numpy(coo.data.astype(np.float32))
     sparse = torch.sparse_coo_tensor(indices, values, size=matrix.shape, check_invariants=False)
     return sparse.to(device).to_dense()
+
+
+def normalized_binary_rows(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
+    """Sparse COO tensor of the rows binarised and L2-normalised (what `F.normalize` does to a 0/1 row)."""
+    binary = matrix.copy()
+    binary.eliminate_zeros()
+    counts = np.diff(binary.indptr)
+    binary.data = np.repeat(1.0 / np.sqrt(np.maximum(counts, 1)), counts).astype(np.float32)
+    coo = binary.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    values = torch.from_numpy(coo.data)
+    return torch.sparse_coo_tensor(indices, values, size=matrix.shape, check_invariants=False).coalesce().to(device)

@@ -27,12 +27,11 @@ def recommendations_uri(output_uri: str, run_date: dt.date) -> str:
     return join(output_uri, "recommendations", partition_name(run_date))
 
 
-def publish_object_store(storage: Storage, output_uri: str, run_date: dt.date, staged_uri: str,
+def publish_object_store(storage: Storage, output_uri: str, run_date: dt.date, parts: list[str],
                          model_info: dict[str, Any]) -> dict[str, Any]:
-    """Copy staged part files into the date's prefix and write the manifest; return the manifest."""
-    parts = storage.list_files(staged_uri, ".parquet")
+    """Copy staged part files (URIs) into the date's prefix and write the manifest; return the manifest."""
     if not parts:
-        raise DataError(f"no staged part files under {staged_uri}; refusing to publish an empty batch")
+        raise DataError(f"no staged part files for {run_date}; refusing to publish an empty batch")
     target = recommendations_uri(output_uri, run_date)
     storage.delete_file(join(target, MANIFEST))
     storage.delete_dir(target)

@@ -54,7 +54,7 @@ def partition_table(run_date: dt.date) -> str:
 
 # Columns constant within one publish: the stage table supplies them as defaults, so COPY
 # need not send or parse them for every row (a part whose model differs sends its own).
-_VARYING = ("user_id", "rank", "item_id", "score")
+_VARYING = ("user_id", "rank", "item_id", "score", "source")
 
 
 def _csv_bytes(table: pa.Table, columns: tuple[str, ...]) -> io.BytesIO:
