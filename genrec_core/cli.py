@@ -129,6 +129,12 @@ def cmd_bench_publish(args: argparse.Namespace) -> dict[str, Any]:
                 "server": "embedded local PostgreSQL"}
 
 
+def cmd_bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.benchmarks import scoring_bench
+
+    return scoring_bench.run(args.users, args.items, k=args.k, chunk=args.chunk_size, threads=args.threads)
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.demo import run_demo
 
@@ -190,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--readers", type=_positive, default=4)
     bp.add_argument("--workers", type=_positive, default=2, help="parallel COPY connections")
     bp.set_defaults(func=cmd_bench_publish)
+    bs = bench.add_parser("scoring", help="score stage users/s vs a bare matmul + topk floor")
+    bs.add_argument("--users", type=_positive, default=200_000)
+    bs.add_argument("--items", type=_positive, default=20_000)
+    bs.add_argument("--k", type=_positive, default=10)
+    bs.add_argument("--chunk-size", type=_positive, default=2048)
+    bs.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    bs.set_defaults(func=cmd_bench_scoring)
 
     p = sub.add_parser("demo", help="generate a log, run the DAG with `airflow dags test`, show results")
     p.add_argument("--date", type=_date, default=dt.date(2026, 11, 20))

@@ -38,22 +38,47 @@ class TopKChunk:
     scores: np.ndarray  # [n, k] float32
 
 
-def deterministic_top_k(scores: "torch.Tensor", k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """(indices, values) of the k best items per row; ties go to the lower item index.
-
-    Each float32 score maps to an order-preserving int32, placed above the inverted item
-    index in one int64 key, so `topk` has no ties left to order arbitrarily.
-    """
+def _keyed_top_k(scores: "torch.Tensor", k: int) -> "torch.Tensor":
+    """Exact top-k indices via one int64 key per score: order-preserving float bits, then inverted item index."""
     import torch
 
-    scores = torch.nan_to_num(scores.float(), nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
     bits = scores.view(torch.int32)
     ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: flip magnitude bits
     n_items = scores.shape[1]
     tiebreak = (n_items - 1) - torch.arange(n_items, device=scores.device, dtype=torch.int64)
     keys = (ordered.to(torch.int64) << 32) | tiebreak
-    top = torch.topk(keys, k, dim=1, sorted=True).indices
-    return top, torch.gather(scores, 1, top)
+    return torch.topk(keys, k, dim=1, sorted=True).indices
+
+
+def deterministic_top_k(scores: "torch.Tensor", k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(indices, values) of the k best items per row; ties go to the lower item index. NaN counts as -inf.
+
+    A float `topk` of k+1 picks the lists: a row has a tie at the boundary exactly when its
+    (k+1)-th score equals its k-th, and only such rows are redone with exact int64 keys.
+    Each list is then ordered by (score desc, item asc). Everything but the one `topk` pass
+    works on the small [rows, k+1] result.
+    """
+    import torch
+
+    scores = scores.float()
+    n_items = scores.shape[1]
+    if k >= n_items:  # the whole (small) catalogue: exact keys for every row
+        clean = scores.masked_fill(torch.isnan(scores), float("-inf"))
+        indices = _keyed_top_k(clean, k)
+        return indices, torch.gather(clean, 1, indices)
+    values, indices = torch.topk(scores, k + 1, dim=1, sorted=True)
+    if torch.isnan(values).any():  # topk ranks NaN first, so any NaN in a row shows up here
+        scores = scores.masked_fill(torch.isnan(scores), float("-inf"))
+        values, indices = torch.topk(scores, k + 1, dim=1, sorted=True)
+    tied = torch.nonzero(values[:, k] == values[:, k - 1]).flatten()
+    values, indices = values[:, :k].contiguous(), indices[:, :k].contiguous()
+    if len(tied):
+        indices[tied] = _keyed_top_k(scores[tied], k)
+        values[tied] = torch.gather(scores[tied], 1, indices[tied])
+    by_item = torch.argsort(indices, dim=1)
+    indices, values = torch.gather(indices, 1, by_item), torch.gather(values, 1, by_item)
+    by_score = torch.argsort(values, dim=1, descending=True, stable=True)
+    return torch.gather(indices, 1, by_score), torch.gather(values, 1, by_score)
 
 
 def iter_top_k(model: Recommender, history: sp.csr_matrix, users: np.ndarray, k: int, chunk_size: int,

@@ -130,3 +130,20 @@ def test_shards_are_stable_and_cover_everyone():
     assert np.array_equal(shards, shard_of(ids.copy(), 4))
     assert abs(np.bincount(shards).min() - 1250) < 150  # roughly even
     assert (shard_of(ids, 1) == 0).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_deterministic_top_k_with_nans_and_wide_rows(data):
+    rows = data.draw(st.integers(1, 4))
+    n_items = data.draw(st.integers(2, 40))
+    k = data.draw(st.integers(1, n_items))
+    pool = [np.nan, -np.inf, -1.0, 0.0, 0.25, 2.0, np.inf]
+    values = np.array(data.draw(st.lists(st.lists(st.sampled_from(pool), min_size=n_items, max_size=n_items),
+                                         min_size=rows, max_size=rows)), dtype=np.float32)
+    idx, vals = deterministic_top_k(torch.from_numpy(values.copy()), k)
+    clean = np.where(np.isnan(values), -np.inf, values)
+    for r in range(rows):
+        expected = sorted(range(n_items), key=lambda i: (-clean[r, i], i))[:k]
+        assert idx[r].tolist() == expected
+        assert vals[r].tolist() == [float(clean[r, i]) for i in expected]
