@@ -40,7 +40,7 @@ DEFAULT_ARGS = {
     tags=["genrec", "recommendations"],
     doc_md=__doc__,
     params={
-        "model": Param("mult_vae", type="string", enum=["mult_vae", "popularity"], description="Model to train"),
+        "model": Param("mult_vae", type="string", enum=["mult_vae", "ease", "item_knn", "popularity"], description="Model to train"),
         "k": Param(10, type="integer", minimum=1, maximum=1000, description="List length per user"),
         "lookback_days": Param(30, type="integer", minimum=2, maximum=3650, description="Days of logs in the window"),
     },

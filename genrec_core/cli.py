@@ -135,6 +135,16 @@ def cmd_bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
     return scoring_bench.run(args.users, args.items, k=args.k, chunk=args.chunk_size, threads=args.threads)
 
 
+def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from genrec_core.benchmarks import quality_bench
+
+    overrides = json.loads(args.mult_vae) if args.mult_vae else None
+    results = quality_bench.run(args.dataset, args.models.split(","), args.threads, overrides)
+    for result in results[:-1]:
+        print(json.dumps(result, sort_keys=True))  # one object per model, one per line
+    return results[-1]
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.demo import run_demo
 
@@ -203,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--chunk-size", type=_positive, default=2048)
     bs.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     bs.set_defaults(func=cmd_bench_scoring)
+    bq = bench.add_parser("quality", help="test metrics of every model on a public data set's fixed split")
+    bq.add_argument("--dataset", required=True, choices=["ml-1m", "ml-100k", "lastfm"])
+    bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae")
+    bq.add_argument("--threads", type=_positive, default=2)
+    bq.add_argument("--mult-vae", help='JSON overrides of the Mult-VAE config, e.g. {"dropout": 0.5}')
+    bq.set_defaults(func=cmd_bench_quality)
 
     p = sub.add_parser("demo", help="generate a log, run the DAG with `airflow dags test`, show results")
     p.add_argument("--date", type=_date, default=dt.date(2026, 11, 20))

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from genrec_core.contract import DEFAULT_EVENT_WEIGHTS, EVENT_TYPES
 from genrec_core.errors import ConfigError
 
-ModelName = Literal["mult_vae", "popularity"]
+ModelName = Literal["mult_vae", "ease", "item_knn", "popularity"]
 
 # The TOML file of the `load_settings` call in progress (so loading never touches os.environ).
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("genrec_config_file", default=None)
@@ -41,6 +41,20 @@ class MultVAEConfig(_Section):
     batch_size: int = Field(500, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
+
+
+class EASEConfig(_Section):
+    """EASE (Steck, WWW 2019): closed-form item-item weights with an L2 penalty."""
+
+    l2: float = Field(500.0, gt=0.0)
+    max_items: int = Field(30_000, ge=1, description="refuse larger catalogues: the Gram matrix is items^2 floats")
+
+
+class ItemKNNConfig(_Section):
+    """Item-based k-nearest neighbours, cosine similarity with shrinkage."""
+
+    neighbors: int = Field(100, ge=1)
+    shrink: float = Field(10.0, ge=0.0)
 
 
 class S3Config(_Section):
@@ -78,6 +92,8 @@ class Settings(BaseSettings):
     min_history: int = Field(3, ge=1, description="users with fewer accepted events get the fallback list")
     fallback_days: int = Field(7, ge=1, description="popularity window of the fallback list, days through D")
     score_shards: int = Field(1, ge=1, le=1024, description="independent scoring jobs (hash ranges of user ids)")
+    score_engine: Literal["local", "spark"] = Field(
+        "local", description="local: one process per shard (Airflow maps them); spark: one Spark job, a task per shard")
     exclusions_uri: str | None = Field(None, description="Parquet with an item_id column: never recommend these")
     allowlist_uri: str | None = Field(None, description="Parquet with an item_id column: recommend only these")
     keep_dates: int = Field(30, ge=1, description="published dates kept in Postgres and object storage")
@@ -87,6 +103,8 @@ class Settings(BaseSettings):
     pg_dsn: SecretStr | None = None
     s3: S3Config = Field(default_factory=S3Config)
     mult_vae: MultVAEConfig = Field(default_factory=MultVAEConfig)
+    ease: EASEConfig = Field(default_factory=EASEConfig)
+    item_knn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)
 
     @field_validator("events_uri", "output_uri")
     @classmethod

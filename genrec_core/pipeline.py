@@ -123,17 +123,28 @@ def score(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: st
                            settings.fallback_days, shard, n_shards or settings.score_shards)
     dsn = settings.pg_dsn.get_secret_value() if settings.pg_dsn else None
     item_filter = load_item_filter(storage, settings.exclusions_uri, settings.allowlist_uri, dsn)
-    model = Recommender.load(model_uri, storage, device=_fit_options(settings).device)
-    data = ExtractedData(extract_uri, run_date, storage)
+    device = _fit_options(settings).device
     started = time.perf_counter()
-    marker = score_shard(data, model, request, item_filter, scored_uri_for(settings, run_date), storage,
-                         settings.model)
+    if settings.score_engine == "spark":
+        from genrec_core.extract.spark import get_spark
+        from genrec_core.score_spark import score_with_spark
+
+        markers = score_with_spark(get_spark(settings.spark_master, settings.spark_driver_memory, "genrec-score"),
+                                   request, extract_uri, model_uri, scored_uri_for(settings, run_date), item_filter,
+                                   storage.s3_options, settings.model, device)
+        marker = {key: sum(m[key] for m in markers) for key in ("users", "model_users", "fallback_users", "rows")}
+        marker.update({"n_shards": request.n_shards, "engine": "spark"})
+    else:
+        model = Recommender.load(model_uri, storage, device=device)
+        data = ExtractedData(extract_uri, run_date, storage)
+        marker = score_shard(data, model, request, item_filter, scored_uri_for(settings, run_date), storage,
+                             settings.model)
     return {"scored_uri": scored_uri_for(settings, run_date), **marker, "seconds": time.perf_counter() - started}
 
 
 def shard_plan(settings: Settings) -> list[int]:
-    """The shard numbers the score step runs as (0..score_shards-1)."""
-    return list(range(settings.score_shards))
+    """The shard numbers the score step runs as: 0..score_shards-1, or one step for the Spark engine."""
+    return [0] if settings.score_engine == "spark" else list(range(settings.score_shards))
 
 
 def _staged(settings: Settings, scored_uri: str) -> tuple[Storage, list[str]]:

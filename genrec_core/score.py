@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -87,29 +87,40 @@ def iter_top_k(model: Recommender, history: sp.csr_matrix, users: np.ndarray, k:
 
     `history` is what the model encodes; items in `seen` (default: `history`) are never
     recommended; `item_mask` (bool per item) marks the eligible items (default: all).
+    The next chunk's inputs are prepared on a helper thread while this one computes.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
     seen = history if seen is None else seen
     k_eff = min(k, history.shape[1])
+    starts = list(range(0, len(users), chunk_size))
     ineligible = None
-    for start in range(0, len(users), chunk_size):
+
+    def prepare(start: int) -> tuple[np.ndarray, Any, torch.Tensor, torch.Tensor]:
         rows = users[start:start + chunk_size]
-        scores = model.score(history[rows]).float()
-        if item_mask is not None and ineligible is None:
-            ineligible = torch.from_numpy(~item_mask).to(scores.device)
-        if ineligible is not None:
-            scores.masked_fill_(ineligible, float("-inf"))
         coo = seen[rows].tocoo()
-        if coo.nnz:
-            r = torch.from_numpy(coo.row.astype(np.int64)).to(scores.device)
-            c = torch.from_numpy(coo.col.astype(np.int64)).to(scores.device)
-            scores[r, c] = float("-inf")
-        top, values = deterministic_top_k(scores, k_eff)
-        items = top.cpu().numpy().astype(np.int64)
-        values = values.cpu().numpy().astype(np.float32)
-        items[~np.isfinite(values)] = -1
-        yield TopKChunk(rows, items, values)
+        return (rows, model.prepare(history[rows]), torch.from_numpy(coo.row.astype(np.int64)),
+                torch.from_numpy(coo.col.astype(np.int64)))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="genrec-prefetch") as pool:
+        pending = pool.submit(prepare, starts[0]) if starts else None
+        for i in range(len(starts)):
+            rows, prepared, seen_rows, seen_cols = pending.result()
+            pending = pool.submit(prepare, starts[i + 1]) if i + 1 < len(starts) else None
+            scores = model.score_prepared(prepared).float()
+            if item_mask is not None and ineligible is None:
+                ineligible = torch.from_numpy(~item_mask).to(scores.device)
+            if ineligible is not None:
+                scores.masked_fill_(ineligible, float("-inf"))
+            if len(seen_rows):
+                scores[seen_rows.to(scores.device), seen_cols.to(scores.device)] = float("-inf")
+            top, values = deterministic_top_k(scores, k_eff)
+            items = top.cpu().numpy().astype(np.int64)
+            values = values.cpu().numpy().astype(np.float32)
+            items[~np.isfinite(values)] = -1
+            yield TopKChunk(rows, items, values)
 
 
 def chunk_to_table(chunk: TopKChunk, users: Vocabulary, items: Vocabulary, run_date: dt.date,

@@ -54,12 +54,10 @@ def _marker(scored_uri: str, shard: int, n_shards: int) -> str:
 def score_shard(data: ExtractedData, model: Recommender, request: ScoreRequest, item_filter: ItemFilter,
                 scored_uri: str, storage: Storage, model_name: str) -> dict[str, Any]:
     """Score one shard's users and write its part files, then its marker; return the marker's counts."""
-    _, _, full = data.split()
-    seen = data.seen()
+    full, seen, counts = data.scoring_inputs()
     users = seen.users_with_history()  # every user with an accepted event in the window
     if request.n_shards > 1:
         users = users[shard_of(full.users.ids[users], request.n_shards) == request.shard]
-    counts = data.user_event_counts()
     model_users = users[counts[users] >= request.min_history]
     fallback_users = users[counts[users] < request.min_history]
     eligible = item_filter.eligible(full.items)

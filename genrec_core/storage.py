@@ -43,6 +43,10 @@ class Storage:
         self._s3: pafs.S3FileSystem | None = None
         self._local = pafs.LocalFileSystem()
 
+    @property
+    def s3_options(self) -> S3Options:
+        return self._s3_options
+
     @classmethod
     def from_settings(cls, settings: Any) -> "Storage":
         s3 = settings.s3

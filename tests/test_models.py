@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_core.config import MultVAEConfig
-from genrec_core.data.interactions import Interactions
+import scipy.sparse as sp
+
+from genrec_core.config import EASEConfig, ItemKNNConfig, MultVAEConfig
+from genrec_core.data.interactions import Interactions, Vocabulary
 from genrec_core.models.base import FitOptions, Recommender
+from genrec_core.models.ease import EASE
+from genrec_core.models.item_knn import ItemKNN
 from genrec_core.models.mult_vae import MultVAE, mult_vae_loss
 from genrec_core.models.popularity import Popularity
 from genrec_core.score import iter_top_k
@@ -150,3 +154,70 @@ def test_mult_vae_sparse_scoring_equals_the_dense_network():
         dense = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32))
         expected, _, _ = model.net(dense)
     torch.testing.assert_close(model.score(weighted), expected, atol=1e-5, rtol=1e-5)
+
+
+class TestEASE(ModelContract):
+    @classmethod
+    def make_model(cls) -> Recommender:
+        return EASE(EASEConfig(l2=10.0))
+
+    def test_matches_the_closed_form(self):
+        x = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 1, 1], [0, 0, 1, 1]], dtype=np.float64)
+        l2 = 2.0
+        p = np.linalg.inv(x.T @ x + l2 * np.eye(4))
+        b = -p / np.diag(p)[None, :]
+        np.fill_diagonal(b, 0.0)
+        data = Interactions(sp.csr_matrix(x.astype(np.float32)), Vocabulary(np.array(list("abcd"), dtype=object)),
+                            Vocabulary(np.array(list("wxyz"), dtype=object)))
+        model = EASE(EASEConfig(l2=l2)).fit(data, OPTIONS)
+        np.testing.assert_allclose(model.weights.numpy(), b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.score(data.matrix).numpy(), x @ b, rtol=1e-5, atol=1e-5)
+
+    def test_refuses_a_catalogue_too_large(self, data):
+        with pytest.raises(ValueError, match="max_items"):
+            EASE(EASEConfig(max_items=5)).fit(data, OPTIONS)
+
+
+class TestItemKNN(ModelContract):
+    @classmethod
+    def make_model(cls) -> Recommender:
+        return ItemKNN(ItemKNNConfig(neighbors=5, shrink=1.0))
+
+    def test_similarity_is_shrunk_cosine_with_k_neighbors(self):
+        x = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float32)
+        data = Interactions(sp.csr_matrix(x), Vocabulary(np.array(list("abc"), dtype=object)),
+                            Vocabulary(np.array(list("xyz"), dtype=object)))
+        model = ItemKNN(ItemKNNConfig(neighbors=1, shrink=0.5)).fit(data, OPTIONS)
+        co = x.T @ x
+        norms = np.sqrt(np.diag(co))
+        sim = co / (np.outer(norms, norms) + 0.5)
+        np.fill_diagonal(sim, 0.0)
+        got = model.similarity.toarray()
+        for j in range(3):  # one neighbour kept per item (column): the most similar
+            i = int(np.argmax(sim[:, j]))
+            assert got[i, j] == pytest.approx(sim[i, j]) and np.count_nonzero(got[:, j]) == 1
+
+
+def test_mult_vae_early_stopping_restores_the_best_validation_epoch():
+    from genrec_core.evaluate import evaluate
+    from genrec_core.models.base import Validation
+
+    data = two_block_interactions(users_per_block=40, per_user=8, seed=4)
+    # hold out one item per user for validation
+    fit = data.matrix.tolil(copy=True)
+    valid = sp.lil_matrix(data.matrix.shape, dtype=np.float32)
+    for u in range(data.n_users):
+        item = data.matrix[u].indices[0]
+        fit[u, item] = 0
+        valid[u, item] = 1
+    fit, valid = fit.tocsr(), valid.tocsr()
+    fit.eliminate_zeros()
+    validation = Validation(fit, valid, k=5, patience=3)
+    model = MultVAE(MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=40, batch_size=20, total_anneal_steps=50))
+    model.fit(Interactions(fit, data.users, data.items), FitOptions(seed=1, threads=2, validation=validation))
+    log = model.training_log
+    assert all("val_ndcg" in entry for entry in log)
+    best = max(entry["val_ndcg"] for entry in log)
+    assert model.best_epoch == next(e["epoch"] for e in log if e["val_ndcg"] == best)
+    assert len(log) == 40 or len(log) - model.best_epoch == 3  # stopped after `patience` epochs without gain
+    assert evaluate(model, fit, valid, 5)["ndcg@5"] == pytest.approx(best)

@@ -140,3 +140,22 @@ def test_excluded_items_from_postgres_never_reach_the_published_lists(trained, p
     rows = query(pg_dsn, "SELECT count(*) FILTER (WHERE item_id = ANY(%s)), count(DISTINCT source), count(*) "
                          "FROM genrec.recommendations_latest", items)
     assert rows[0][0] == 0 and rows[0][1] == 2 and rows[0][2] > 0
+
+
+def test_spark_mapinpandas_scoring_writes_the_same_lists(trained, tmp_path):
+    from genrec_core.extract.spark import get_spark
+    from genrec_core.score_spark import score_with_spark
+    from genrec_core.storage import S3Options
+
+    settings, extract_uri, model_uri = trained
+    base, _, _ = run_score(settings, extract_uri, model_uri, (tmp_path / "local").as_uri(), chunk=64)
+    out = (tmp_path / "spark").as_uri()
+    request = ScoreRequest(RUN_DATE, settings.k, 64, settings.min_history, settings.fallback_days, 0, 3)
+    markers = score_with_spark(get_spark("local[2]", "1g"), request, extract_uri, model_uri, out, ItemFilter(),
+                               S3Options(), "mult_vae")
+    assert [m["shard"] for m in markers] == [0, 1, 2]
+    storage = Storage()
+    spark_lists = pa.concat_tables([storage.read_table(p) for p in staged_parts(storage, out, 3)]).to_pandas()
+    spark_lists = spark_lists.sort_values(["user_id", "rank"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(base.drop(columns="score"), spark_lists.drop(columns="score"))
+    assert sum(m["rows"] for m in markers) == len(base)

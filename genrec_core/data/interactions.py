@@ -83,18 +83,21 @@ class Interactions:
         """
         if positive_only:
             daily = daily.filter(pc.greater(daily.column("weight"), 0))
-        rows = daily.column("user_idx").to_numpy()
-        cols = daily.column("item_idx").to_numpy()
-        w = daily.column("weight").to_numpy().astype(np.float32)
-        if not positive_only:
-            w = np.ones_like(w)
-        shape = (len(users), len(items))
-        # Max over days: sort by weight so the largest lands last, then keep the last per pair.
-        order = np.lexsort((w, cols, rows))
-        r, c, v = rows[order], cols[order], w[order]
-        last = np.ones(len(r), dtype=bool)
-        last[:-1] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
-        matrix = sp.csr_matrix((v[last], (r[last], c[last])), shape=shape)
+        n_users, n_items = len(users), len(items)
+        # One int64 key per (user, item): sorting it groups a pair's days, already in CSR order.
+        key = daily.column("user_idx").to_numpy().astype(np.int64) * n_items
+        key += daily.column("item_idx").to_numpy()
+        weight = np.ones(len(key), np.float32) if not positive_only else \
+            daily.column("weight").to_numpy().astype(np.float32)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        weight = weight[order]
+        del order
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else np.zeros(0, np.int64)
+        values = np.maximum.reduceat(weight, starts) if len(starts) else np.zeros(0, np.float32)
+        key = key[starts]
+        indptr = np.searchsorted(key, np.arange(n_users + 1, dtype=np.int64) * n_items)
+        matrix = sp.csr_matrix((values, (key % n_items).astype(np.int32), indptr), shape=(n_users, n_items))
         return cls(matrix, users, items)
 
 
@@ -117,6 +120,16 @@ class ExtractedData:
 
     def daily(self) -> pa.Table:
         return self.storage.read_table(self.daily_uri, columns=["user_idx", "item_idx", "day", "weight", "events"])
+
+    def scoring_inputs(self) -> tuple[Interactions, Interactions, np.ndarray]:
+        """(positive feedback through D, every seen pair, accepted events per user) from one read."""
+        users, items = self.vocabularies()
+        daily = self.daily()
+        full = Interactions.from_daily(daily, users, items)
+        seen = Interactions.from_daily(daily, users, items, positive_only=False)
+        counts = np.bincount(daily.column("user_idx").to_numpy(), weights=daily.column("events").to_numpy(),
+                             minlength=len(users)).astype(np.int64)
+        return full, seen, counts
 
     def user_event_counts(self) -> np.ndarray:
         """Accepted (deduplicated) events per user index over the window through D."""

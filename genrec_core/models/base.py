@@ -29,12 +29,23 @@ WEIGHTS_FILE = "weights.pt"
 
 
 @dataclass(frozen=True)
+class Validation:
+    """Held-out interactions for early stopping: lists are built from `history`, judged against `targets`."""
+
+    history: sp.csr_matrix
+    targets: sp.csr_matrix
+    k: int = 20
+    patience: int = 10
+
+
+@dataclass(frozen=True)
 class FitOptions:
     """Run-time options for training: where and how reproducibly, never what."""
 
     seed: int = 0
     device: str = "cpu"
     threads: int = 0
+    validation: Validation | None = None
 
 
 class Recommender(ABC):
@@ -46,6 +57,7 @@ class Recommender(ABC):
         self.n_items: int | None = None
         self.device = "cpu"
         self.fit_seconds: float | None = None
+        self.training_log: list[dict[str, float]] = []  # per epoch, for iterative models
 
     def fit(self, train: Interactions, options: FitOptions | None = None) -> "Recommender":
         options = options or FitOptions()
@@ -70,6 +82,14 @@ class Recommender(ABC):
     @abstractmethod
     def score(self, history: sp.csr_matrix) -> "torch.Tensor":
         """Scores [rows, n_items] (float32, on the model's device) for a chunk of users' history rows."""
+
+    def prepare(self, history: sp.csr_matrix) -> Any:
+        """CPU-side work for a chunk (runs one chunk ahead on a helper thread); default: none."""
+        return history
+
+    def score_prepared(self, prepared: Any) -> "torch.Tensor":
+        """`score` of what `prepare` returned."""
+        return self.score(prepared)
 
     @abstractmethod
     def config_dict(self) -> dict[str, Any]:

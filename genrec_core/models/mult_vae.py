@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from genrec_core.config import MultVAEConfig
 from genrec_core.data.interactions import Interactions
-from genrec_core.models.base import FitOptions, Recommender
+from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.models.torch_utils import csr_rows_to_dense, normalized_binary_rows
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class MultVAE(Recommender):
         self.config = config or MultVAEConfig()
         self.net: MultVAENet | None = None
         self._encoder_t: torch.Tensor | None = None  # encoder weight transposed, cached for scoring
+        self.best_epoch = 0
 
     def _build(self, n_items: int) -> MultVAENet:
         c = self.config
@@ -92,6 +93,8 @@ class MultVAE(Recommender):
         optimizer = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
         order_rng = np.random.default_rng(options.seed)
         step = 0
+        best_ndcg, best_epoch, best_state = -1.0, 0, None
+        self.training_log = []
         with torch.random.fork_rng(devices=[]):  # dropout/sampling noise seeded from the options, not global state
             torch.manual_seed(options.seed + 1)
             for epoch in range(c.epochs):
@@ -108,17 +111,47 @@ class MultVAE(Recommender):
                     optimizer.step()
                     step += 1
                     total += float(loss.detach()) * batch.shape[0]
-                log.debug("mult_vae epoch %d loss %.4f beta %.4f", epoch + 1, total / len(perm), beta)
+                entry = {"epoch": epoch + 1, "loss": total / len(perm), "beta": beta}
+                if options.validation is not None:
+                    entry["val_ndcg"] = self._validation_ndcg(options.validation)
+                    if entry["val_ndcg"] > best_ndcg:
+                        best_ndcg, best_epoch = entry["val_ndcg"], epoch + 1
+                        best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                    elif epoch + 1 - best_epoch >= options.validation.patience:
+                        self.training_log.append(entry)
+                        break
+                self.training_log.append(entry)
+                log.debug("mult_vae %s", entry)
+        if best_state is not None:
+            self.net.load_state_dict(best_state)  # the best-validation epoch's weights
+        self.best_epoch = best_epoch if best_state is not None else len(self.training_log)
         self.net.eval()
+        self._encoder_t = None
 
-    @torch.no_grad()
+    def _validation_ndcg(self, validation: Validation) -> float:
+        from genrec_core.evaluate import evaluate
+
+        self.net.eval()
+        self._encoder_t = None
+        metrics = evaluate(self, validation.history, validation.targets, validation.k, chunk_size=4096)
+        return float(metrics[f"ndcg@{validation.k}"] or 0.0)
+
+    def prepare(self, history: sp.csr_matrix) -> torch.Tensor:
+        """The chunk's normalised binary rows as a sparse CPU tensor (pinned when scoring on CUDA)."""
+        self._check_history(history)
+        x = normalized_binary_rows(history, "cpu")
+        return x.pin_memory() if str(self.device).startswith("cuda") else x
+
     def score(self, history: sp.csr_matrix) -> torch.Tensor:
         """Logits for each history row (binarised, as in training), computed from the mean of q(z|x)."""
-        self._check_history(history)
+        return self.score_prepared(self.prepare(history))
+
+    @torch.no_grad()
+    def score_prepared(self, prepared: torch.Tensor) -> torch.Tensor:
         assert self.net is not None
         self.net.eval()
         # First layer as sparse x dense: a history has tens of items, the catalogue tens of thousands.
-        x = normalized_binary_rows(history, self.device)
+        x = prepared.to(self.device, non_blocking=True)
         if self._encoder_t is None or self._encoder_t.device != x.device:
             self._encoder_t = self.net.encoder.weight.detach().t().contiguous()
         h = torch.tanh(torch.sparse.mm(x, self._encoder_t) + self.net.encoder.bias)

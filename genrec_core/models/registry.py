@@ -10,10 +10,13 @@ if TYPE_CHECKING:
 
 
 def model_class(name: str) -> type["Recommender"]:
+    from genrec_core.models.ease import EASE
+    from genrec_core.models.item_knn import ItemKNN
     from genrec_core.models.mult_vae import MultVAE
     from genrec_core.models.popularity import Popularity
 
-    classes: dict[str, type[Recommender]] = {MultVAE.name: MultVAE, Popularity.name: Popularity}
+    classes: dict[str, type[Recommender]] = {
+        MultVAE.name: MultVAE, EASE.name: EASE, ItemKNN.name: ItemKNN, Popularity.name: Popularity}
     if name not in classes:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(classes)}")
     return classes[name]
@@ -21,8 +24,6 @@ def model_class(name: str) -> type["Recommender"]:
 
 def build_model(name: str, settings: "Settings") -> "Recommender":
     """A fresh, unfitted model configured from the settings' section for it."""
-    from genrec_core.models.mult_vae import MultVAE
-
-    if name == MultVAE.name:
-        return MultVAE(settings.mult_vae)
-    return model_class(name)()
+    section = getattr(settings, name, None)
+    cls = model_class(name)
+    return cls(section) if section is not None else cls()

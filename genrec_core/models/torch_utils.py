@@ -35,3 +35,14 @@ def normalized_binary_rows(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     values = torch.from_numpy(coo.data)
     return torch.sparse_coo_tensor(indices, values, size=matrix.shape, check_invariants=False).coalesce().to(device)
+
+
+def binary_rows_tensor(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
+    """Sparse COO tensor of the rows with every stored positive entry set to 1."""
+    binary = matrix.copy()
+    binary.eliminate_zeros()
+    binary.data = np.ones_like(binary.data, dtype=np.float32)
+    coo = binary.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), size=matrix.shape,
+                                   check_invariants=False).coalesce().to(device)

@@ -1,0 +1,196 @@
+"""`genrec bench quality`: test metrics of every model on public data sets' fixed splits.
+
+Data come from ``../shared/data`` (GENREC_SHARED_DATA overrides); nothing is copied.
+- ml-1m: the LCFN/BARS train/test split; validation = 10% of each user's train, fixed seed.
+- ml-100k: u.data, every rating positive, a random 80/10/10 split per user, fixed seed.
+- lastfm: the LightGCN train/test split (1-based ids); validation carved as for ml-1m.
+Tuned models pick their setting on validation (fitted on train minus validation), are
+refitted on the full train with it, and are tested with the full train as history.
+Mult-VAE trains on train minus validation with early stopping on validation NDCG@20 and
+is tested as the best-validation model. Each model runs in its own process, so its
+peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from genrec_core.paths import PROJECT_ROOT
+
+DATASETS = ("ml-1m", "ml-100k", "lastfm")
+MODELS = ("popularity", "item_knn", "ease", "mult_vae")
+SEED = 2024
+
+
+@dataclass(frozen=True)
+class Split:
+    dataset: str
+    split: str
+    train: sp.csr_matrix  # full train: history at test time
+    fit: sp.csr_matrix  # train minus validation
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("GENREC_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def _matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    m.data[:] = 1.0  # duplicates collapse to one interaction
+    return m
+
+
+def _carve(train: sp.csr_matrix, share: float, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Hold out round(share) of each user's items (at least 1 when the user has 2+)."""
+    rows_fit, cols_fit, rows_val, cols_val = [], [], [], []
+    for u in range(train.shape[0]):
+        items = train.indices[train.indptr[u]:train.indptr[u + 1]]
+        n_val = int(round(share * len(items))) if len(items) > 1 else 0
+        n_val = max(n_val, 1) if len(items) > 1 else 0
+        chosen = rng.permutation(items)
+        rows_val += [u] * n_val
+        cols_val += chosen[:n_val].tolist()
+        rows_fit += [u] * (len(items) - n_val)
+        cols_fit += chosen[n_val:].tolist()
+    shape = train.shape
+    return _matrix(np.array(rows_fit), np.array(cols_fit), shape), _matrix(np.array(rows_val), np.array(cols_val),
+                                                                          shape)
+
+
+def _read_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = [], []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 1:
+            rows += [int(parts[0])] * (len(parts) - 1)
+            cols += [int(p) for p in parts[1:]]
+    return np.array(rows), np.array(cols)
+
+
+def load(dataset: str) -> Split:
+    root = data_root() / dataset
+    if not root.is_dir():
+        raise FileNotFoundError(f"data set folder {root} not found (set GENREC_SHARED_DATA)")
+    rng = np.random.default_rng(SEED)
+    if dataset == "ml-1m":
+        tr, te = _read_lines(root / "train.txt"), _read_lines(root / "test.txt")
+        shape = (int(max(tr[0].max(), te[0].max())) + 1, int(max(tr[1].max(), te[1].max())) + 1)
+        train, test = _matrix(*tr, shape), _matrix(*te, shape)
+        fit, valid = _carve(train, 0.1, rng)
+        return Split(dataset, "LCFN fixed train/test; validation 10% of train per user", train, fit, valid, test)
+    if dataset == "lastfm":
+        def read(name: str) -> tuple[np.ndarray, np.ndarray]:
+            data = np.loadtxt(root / name, dtype=np.float64, ndmin=2)
+            return data[:, 0].astype(np.int64) - 1, data[:, 1].astype(np.int64) - 1
+        tr, te = read("data1.txt"), read("test1.txt")
+        shape = (1892, 4489)  # the sizes LightGCN's loader declares
+        train, test = _matrix(*tr, shape), _matrix(*te, shape)
+        fit, valid = _carve(train, 0.1, rng)
+        return Split(dataset, "LightGCN fixed train/test; validation 10% of train per user", train, fit, valid, test)
+    if dataset == "ml-100k":
+        data = np.loadtxt(root / "u.data", dtype=np.int64)
+        users, items = data[:, 0] - 1, data[:, 1] - 1
+        everything = _matrix(users, items, (int(users.max()) + 1, int(items.max()) + 1))
+        rest, test = _carve(everything, 0.1, rng)
+        # validation: another 10% of all interactions, i.e. 1/9 of what is left
+        fit, valid = _carve(rest, 1 / 9, rng)
+        return Split(dataset, "random 80/10/10 per user", rest, fit, valid, test)
+    raise ValueError(f"unknown data set {dataset!r}; expected one of {DATASETS}")
+
+
+def _metrics(model: Any, history: sp.csr_matrix, targets: sp.csr_matrix) -> dict[str, float]:
+    from genrec_core.evaluate import evaluate
+
+    at10 = evaluate(model, history, targets, 10)
+    at20 = evaluate(model, history, targets, 20)
+    return {"recall@10": at10["recall@10"], "recall@20": at20["recall@20"], "ndcg@10": at10["ndcg@10"],
+            "ndcg@20": at20["ndcg@20"], "precision@10": at10["precision@10"], "coverage@20": at20["coverage@20"]}
+
+
+def _interactions(matrix: sp.csr_matrix) -> Any:
+    from genrec_core.data.interactions import Interactions, Vocabulary
+
+    return Interactions(matrix, Vocabulary(np.arange(matrix.shape[0]).astype(str).astype(object)),
+                        Vocabulary(np.arange(matrix.shape[1]).astype(str).astype(object)))
+
+
+def _grid(name: str) -> list[Any]:
+    from genrec_core.config import EASEConfig, ItemKNNConfig
+
+    if name == "ease":
+        return [EASEConfig(l2=v) for v in (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)]
+    if name == "item_knn":
+        return [ItemKNNConfig(neighbors=n, shrink=s) for n in (50, 100, 200) for s in (0.0, 10.0, 50.0)]
+    return [None]
+
+
+def run_model(dataset: str, name: str, threads: int, mult_vae_overrides: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    import torch
+
+    from genrec_core.benchmarks.common import peak_rss_mb
+    from genrec_core.config import MultVAEConfig
+    from genrec_core.evaluate import evaluate
+    from genrec_core.models.base import FitOptions, Validation
+    from genrec_core.models.registry import model_class
+
+    torch.set_num_threads(threads)
+    split = load(dataset)
+    options = FitOptions(seed=SEED, threads=threads)
+    result: dict[str, Any] = {"dataset": dataset, "model": name, "split": split.split}
+    started = time.perf_counter()
+    if name == "mult_vae":
+        config = MultVAEConfig(**{"epochs": 200, "total_anneal_steps": 20_000, **(mult_vae_overrides or {})})
+        validation = Validation(split.fit, split.valid, k=20, patience=15)
+        model = model_class(name)(config).fit(_interactions(split.fit), FitOptions(SEED, "cpu", threads, validation))
+        result.update({"config": config.model_dump(), "best_epoch": model.best_epoch,
+                       "epochs_run": len(model.training_log),
+                       "valid_ndcg@20": max(e.get("val_ndcg", 0.0) for e in model.training_log)})
+        train_seconds = model.fit_seconds
+    else:
+        cls = model_class(name)
+        best, best_score = None, -1.0
+        for config in _grid(name):
+            candidate = (cls(config) if config is not None else cls()).fit(_interactions(split.fit), options)
+            score = evaluate(candidate, split.fit, split.valid, 20)["ndcg@20"]
+            if score > best_score:
+                best, best_score = config, score
+        model = (cls(best) if best is not None else cls()).fit(_interactions(split.train), options)
+        result.update({"config": best.model_dump() if best is not None else {}, "valid_ndcg@20": best_score})
+        train_seconds = model.fit_seconds
+    result["metrics"] = {k: round(v, 4) for k, v in _metrics(model, split.train, split.test).items()}
+    result["train_seconds"] = round(train_seconds, 2)
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    result["torch_threads"] = threads
+    return result
+
+
+def _child(queue: Any, dataset: str, name: str, threads: int, overrides: dict[str, Any] | None) -> None:
+    try:
+        queue.put(run_model(dataset, name, threads, overrides))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        queue.put({"dataset": dataset, "model": name, "error": repr(exc)})
+
+
+def run(dataset: str, models: list[str], threads: int = 2,
+        mult_vae_overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    ctx = mp.get_context("spawn")
+    results = []
+    for name in models:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, mult_vae_overrides))
+        proc.start()
+        results.append(queue.get())
+        proc.join()
+    return results
