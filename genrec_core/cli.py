@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--users", type=_positive, default=200_000)
     bs.add_argument("--items", type=_positive, default=20_000)
     bs.add_argument("--k", type=_positive, default=10)
-    bs.add_argument("--chunk-size", type=_positive, default=2048)
+    bs.add_argument("--chunk-size", type=int, default=0, help="users per chunk; 0: a 256 MB score matrix")
     bs.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     bs.set_defaults(func=cmd_bench_scoring)
     bq = bench.add_parser("quality", help="test metrics of every model on a public data set's fixed split")

@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     max_rejected_share: float = Field(0.05, ge=0.0, le=1.0)
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
-    score_chunk_size: int = Field(4096, ge=1)
+    score_chunk_size: int = Field(0, ge=0, description="users per scoring chunk; 0 = from score_chunk_budget_mb")
+    score_chunk_budget_mb: int = Field(256, ge=1, description="memory of one chunk's score matrix when auto-sized")
+    score_block_users: int = Field(100_000, ge=1, description="users whose history is held in memory at once")
     min_history: int = Field(3, ge=1, description="users with fewer accepted events get the fallback list")
     fallback_days: int = Field(7, ge=1, description="popularity window of the fallback list, days through D")
     score_shards: int = Field(1, ge=1, le=1024, description="independent scoring jobs (hash ranges of user ids)")

@@ -100,14 +100,16 @@ def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri:
     from genrec_core.evaluate import evaluate as evaluate_model
     from genrec_core.models.base import Recommender
     from genrec_core.models.popularity import Popularity
+    from genrec_core.score import chunk_rows
 
     storage = _storage(settings)
     train_set, holdout, _ = ExtractedData(extract_uri, run_date, storage).split()
     options = _fit_options(settings)
     model = Recommender.load(model_uri, storage, device=options.device)
-    metrics = evaluate_model(model, train_set.matrix, holdout.matrix, settings.k, settings.score_chunk_size)
+    chunk = chunk_rows(train_set.n_items, settings.score_chunk_size, settings.score_chunk_budget_mb)
+    metrics = evaluate_model(model, train_set.matrix, holdout.matrix, settings.k, chunk)
     baseline = Popularity().fit(train_set, options)
-    baseline_metrics = evaluate_model(baseline, train_set.matrix, holdout.matrix, settings.k, settings.score_chunk_size)
+    baseline_metrics = evaluate_model(baseline, train_set.matrix, holdout.matrix, settings.k, chunk)
     return {"model": metrics, "popularity": baseline_metrics}
 
 
@@ -120,7 +122,8 @@ def score(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: st
 
     storage = _storage(settings)
     request = ScoreRequest(run_date, settings.k, settings.score_chunk_size, settings.min_history,
-                           settings.fallback_days, shard, n_shards or settings.score_shards)
+                           settings.fallback_days, shard, n_shards or settings.score_shards,
+                           settings.score_block_users, settings.score_chunk_budget_mb)
     dsn = settings.pg_dsn.get_secret_value() if settings.pg_dsn else None
     item_filter = load_item_filter(storage, settings.exclusions_uri, settings.allowlist_uri, dsn)
     device = _fit_options(settings).device

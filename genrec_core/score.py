@@ -50,6 +50,13 @@ def _keyed_top_k(scores: "torch.Tensor", k: int) -> "torch.Tensor":
     return torch.topk(keys, k, dim=1, sorted=True).indices
 
 
+def chunk_rows(n_items: int, chunk_size: int = 0, budget_mb: int = 256) -> int:
+    """Users per chunk: `chunk_size` when set, else as many as fit a float32 [rows, n_items] in `budget_mb`."""
+    if chunk_size > 0:
+        return chunk_size
+    return max(1, (budget_mb * 1024 * 1024) // (4 * max(n_items, 1)))
+
+
 def deterministic_top_k(scores: "torch.Tensor", k: int) -> tuple["torch.Tensor", "torch.Tensor"]:
     """(indices, values) of the k best items per row; ties go to the lower item index. NaN counts as -inf.
 
@@ -117,6 +124,7 @@ def iter_top_k(model: Recommender, history: sp.csr_matrix, users: np.ndarray, k:
             if len(seen_rows):
                 scores[seen_rows.to(scores.device), seen_cols.to(scores.device)] = float("-inf")
             top, values = deterministic_top_k(scores, k_eff)
+            del scores  # free the chunk's score matrix before the next one is computed
             items = top.cpu().numpy().astype(np.int64)
             values = values.cpu().numpy().astype(np.float32)
             items[~np.isfinite(values)] = -1

@@ -20,9 +20,9 @@ from genrec_core.contract import SOURCE_FALLBACK, SOURCE_MODEL
 from genrec_core.data.interactions import ExtractedData
 from genrec_core.errors import DataError
 from genrec_core.filters import ItemFilter
-from genrec_core.models.base import FitOptions, Recommender
+from genrec_core.models.base import Recommender
 from genrec_core.models.popularity import Popularity
-from genrec_core.score import Progress, chunk_to_table, iter_top_k, shard_of
+from genrec_core.score import Progress, TopKChunk, chunk_rows, chunk_to_table, iter_top_k, shard_of
 from genrec_core.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class ScoreRequest:
     fallback_days: int
     shard: int = 0
     n_shards: int = 1
+    block_users: int = 100_000
+    chunk_budget_mb: int = 256
 
     def __post_init__(self) -> None:
         if not 0 <= self.shard < self.n_shards:
@@ -51,40 +53,75 @@ def _marker(scored_uri: str, shard: int, n_shards: int) -> str:
     return join(shard_dir(scored_uri, n_shards), "_done", f"shard-{shard}.json")
 
 
+def _recent_popularity(data: ExtractedData, first_day: str, n_users: int, n_items: int,
+                       block_users: int) -> np.ndarray:
+    """Distinct users per item over days >= first_day, one user block at a time."""
+    import pyarrow.compute as pc
+
+    counts = np.zeros(n_items, dtype=np.float64)
+    for lo in range(0, n_users, block_users):
+        hi = min(lo + block_users, n_users)
+        table = data.user_rows(lo, hi, ["user_idx", "item_idx", "day", "weight"])
+        table = table.filter(pc.and_(pc.greater_equal(pc.cast(table.column("day"), pa.string()), first_day),
+                                     pc.greater(table.column("weight"), 0)))
+        pairs = np.unique(table.column("user_idx").to_numpy() * n_items + table.column("item_idx").to_numpy())
+        counts += np.bincount(pairs % n_items, minlength=n_items)
+    return counts
+
+
 def score_shard(data: ExtractedData, model: Recommender, request: ScoreRequest, item_filter: ItemFilter,
                 scored_uri: str, storage: Storage, model_name: str) -> dict[str, Any]:
-    """Score one shard's users and write its part files, then its marker; return the marker's counts."""
-    full, seen, counts = data.scoring_inputs()
-    users = seen.users_with_history()  # every user with an accepted event in the window
+    """Score one shard's users and write its part files, then its marker; return the marker's counts.
+
+    The window's history is streamed in blocks of `request.block_users` users, so memory is bounded
+    by the block and the chunk, not by the number of users.
+    """
+    users_vocab, items = data.vocabularies()
+    n_users, n_items = len(users_vocab), len(items)
+    counts = data.user_event_counts()  # accepted events per user; > 0 exactly for users with history
+    scored = counts > 0
     if request.n_shards > 1:
-        users = users[shard_of(full.users.ids[users], request.n_shards) == request.shard]
-    model_users = users[counts[users] >= request.min_history]
-    fallback_users = users[counts[users] < request.min_history]
-    eligible = item_filter.eligible(full.items)
+        scored &= shard_of(users_vocab.ids, request.n_shards) == request.shard
+    fallback_mask = scored & (counts < request.min_history)
+    eligible = item_filter.eligible(items)
+    chunk_size = chunk_rows(n_items, request.chunk_size, request.chunk_budget_mb)
+
+    fallback = None
+    if fallback_mask.any():
+        first = (request.run_date - dt.timedelta(days=request.fallback_days - 1)).isoformat()
+        fallback = Popularity.from_item_counts(
+            _recent_popularity(data, first, n_users, n_items, request.block_users), device=model.device)
 
     out = join(shard_dir(scored_uri, request.n_shards), f"shard-{request.shard}")
     storage.delete_file(_marker(scored_uri, request.shard, request.n_shards))
     storage.delete_dir(out)
-    progress = Progress(len(users), f"scoring shard {request.shard}/{request.n_shards}")
+    progress = Progress(int(scored.sum()), f"scoring shard {request.shard}/{request.n_shards}")
     rows, part = 0, 0
-    streams: list[tuple[Recommender, np.ndarray, str]] = [(model, model_users, SOURCE_MODEL)]
-    if len(fallback_users):
-        fallback = Popularity().fit(data.recent(request.fallback_days), FitOptions(device=model.device))
-        streams.append((fallback, fallback_users, SOURCE_FALLBACK))
     try:
-        for scorer, group, source in streams:
-            for chunk in iter_top_k(scorer, full.matrix, group, request.k, request.chunk_size,
-                                    seen=seen.matrix, item_mask=eligible):
-                table = chunk_to_table(chunk, full.users, full.items, request.run_date, model_name, source)
-                storage.write_table(join(out, f"part-{part:05d}.parquet"), table)
-                rows += table.num_rows
-                part += 1
-                progress.advance(len(chunk.users))
+        for lo in range(0, n_users, request.block_users):
+            hi = min(lo + request.block_users, n_users)
+            if not scored[lo:hi].any():
+                continue
+            history, seen = data.user_block(lo, hi)
+            local = np.flatnonzero(scored[lo:hi])
+            is_fallback = fallback_mask[lo:hi][local]
+            streams = [(model, local[~is_fallback], SOURCE_MODEL), (fallback, local[is_fallback], SOURCE_FALLBACK)]
+            for scorer, group, source in streams:
+                if scorer is None or not len(group):
+                    continue
+                for chunk in iter_top_k(scorer, history, group, request.k, chunk_size, seen=seen,
+                                        item_mask=eligible):
+                    chunk = TopKChunk(chunk.users + lo, chunk.items, chunk.scores)
+                    table = chunk_to_table(chunk, users_vocab, items, request.run_date, model_name, source)
+                    storage.write_table(join(out, f"part-{part:05d}.parquet"), table)
+                    rows += table.num_rows
+                    part += 1
+                    progress.advance(len(chunk.users))
     finally:
         progress.close()
-    marker = {"shard": request.shard, "n_shards": request.n_shards, "users": int(len(users)),
-              "model_users": int(len(model_users)), "fallback_users": int(len(fallback_users)),
-              "rows": rows, "parts": part, "filters": item_filter.summary()}
+    marker = {"shard": request.shard, "n_shards": request.n_shards, "users": int(scored.sum()),
+              "model_users": int((scored & ~fallback_mask).sum()), "fallback_users": int(fallback_mask.sum()),
+              "rows": rows, "parts": part, "chunk_size": chunk_size, "filters": item_filter.summary()}
     storage.write_json(_marker(scored_uri, request.shard, request.n_shards), marker)
     return marker
 

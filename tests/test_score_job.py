@@ -28,14 +28,14 @@ def trained(tiny_log_dir, tmp_path_factory):
     return settings, extracted["extract_uri"], model["model_uri"]
 
 
-def run_score(settings, extract_uri, model_uri, out_uri, chunk=64, shards=1, item_filter=ItemFilter()):
+def run_score(settings, extract_uri, model_uri, out_uri, chunk=64, shards=1, item_filter=ItemFilter(), block=100_000):
     from genrec_core.models.base import Recommender
 
     storage = Storage()
     data = ExtractedData(extract_uri, RUN_DATE, storage)
     model = Recommender.load(model_uri, storage)
     markers = [score_shard(data, model, ScoreRequest(RUN_DATE, settings.k, chunk, settings.min_history,
-                                                     settings.fallback_days, s, shards),
+                                                     settings.fallback_days, s, shards, block),
                            item_filter, out_uri, storage, "mult_vae") for s in range(shards)]
     parts = staged_parts(storage, out_uri, shards)
     table = pa.concat_tables([storage.read_table(p) for p in parts]).to_pandas()
@@ -70,9 +70,9 @@ def test_every_user_gets_k_distinct_unseen_eligible_items_and_fallback_is_flagge
 def test_same_lists_for_any_chunk_size_or_shard_count_and_byte_identical_reruns(trained, tmp_path):
     settings, extract_uri, model_uri = trained
     base, _, parts = run_score(settings, extract_uri, model_uri, (tmp_path / "a").as_uri(), chunk=64)
-    for chunk, shards in ((7, 1), (1000, 3), (13, 4)):
-        other, markers, _ = run_score(settings, extract_uri, model_uri, (tmp_path / f"b{chunk}").as_uri(), chunk,
-                                      shards)
+    for chunk, shards, block in ((7, 1, 100_000), (1000, 3, 100_000), (13, 4, 100_000), (16, 1, 37), (64, 2, 5)):
+        other, markers, _ = run_score(settings, extract_uri, model_uri, (tmp_path / f"b{chunk}-{block}").as_uri(),
+                                      chunk, shards, block=block)
         assert len(markers) == shards and all(m["users"] > 0 for m in markers)
         pd.testing.assert_frame_equal(base.drop(columns="score"), other.drop(columns="score"))
         assert (base.score - other.score).abs().max() <= 1e-5

@@ -27,6 +27,7 @@ from genrec_core.data.interactions import ExtractedData, Vocabulary
 from genrec_core.filters import ItemFilter
 from genrec_core.generate import item_ids, user_ids
 from genrec_core.models.mult_vae import MultVAE
+from genrec_core.score import chunk_rows
 from genrec_core.score_job import ScoreRequest, score_shard
 from genrec_core.storage import Storage
 
@@ -74,18 +75,19 @@ def _floor(model: MultVAE, users: int, k: int, chunk: int) -> float:
     return users / (time.perf_counter() - started)
 
 
-def run(users: int, items: int, k: int = 10, chunk: int = 2048, mean_history: int = 20, floor_users: int = 50_000,
-        threads: int = 0, seed: int = 0) -> dict[str, Any]:
+def run(users: int, items: int, k: int = 10, chunk: int = 0, mean_history: int = 20, floor_users: int = 50_000,
+        threads: int = 0, seed: int = 0, budget_mb: int = 256) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     root = Path(tempfile.mkdtemp(prefix="genrec-bench-scoring-"))
     try:
         _write_extract(root / "extract", users, items, mean_history, seed)
         model = _model(items, seed)
+        chunk = chunk_rows(items, chunk, budget_mb)
         floor = _floor(model, min(users, floor_users), k, chunk)
         storage = Storage()
         data = ExtractedData(str(root / "extract"), RUN_DATE, storage)
-        request = ScoreRequest(RUN_DATE, k, chunk, min_history=1, fallback_days=7)
+        request = ScoreRequest(RUN_DATE, k, chunk, min_history=1, fallback_days=7)  # chunk: same as the floor
         started = time.perf_counter()
         marker = score_shard(data, model, request, ItemFilter(), str(root / "scored"), storage, "mult_vae")
         seconds = time.perf_counter() - started

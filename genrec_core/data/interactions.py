@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,13 +102,14 @@ class Interactions:
         return cls(matrix, users, items)
 
 
-@dataclass(frozen=True)
+@dataclass
 class ExtractedData:
     """Handle on one run date's extract output (written by the Spark job)."""
 
     uri: str
     run_date: dt.date
     storage: Storage
+    _items: Vocabulary | None = None
 
     @property
     def daily_uri(self) -> str:
@@ -115,36 +117,50 @@ class ExtractedData:
 
     def vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
         users = Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "users")))
-        items = Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "items")))
-        return users, items
+        return users, self.items()
+
+    def items(self) -> Vocabulary:
+        if self._items is None:
+            self._items = Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "items")))
+        return self._items
 
     def daily(self) -> pa.Table:
         return self.storage.read_table(self.daily_uri, columns=["user_idx", "item_idx", "day", "weight", "events"])
 
-    def scoring_inputs(self) -> tuple[Interactions, Interactions, np.ndarray]:
-        """(positive feedback through D, every seen pair, accepted events per user) from one read."""
-        users, items = self.vocabularies()
-        daily = self.daily()
-        full = Interactions.from_daily(daily, users, items)
-        seen = Interactions.from_daily(daily, users, items, positive_only=False)
-        counts = np.bincount(daily.column("user_idx").to_numpy(), weights=daily.column("events").to_numpy(),
-                             minlength=len(users)).astype(np.int64)
-        return full, seen, counts
+    def user_rows(self, lo: int, hi: int, columns: list[str]) -> pa.Table:
+        """Daily aggregate rows of users lo..hi-1 (row groups are pruned by their user_idx statistics)."""
+        import pyarrow.dataset as pads
+
+        fs, path = self.storage.resolve(self.daily_uri)
+        dataset = pads.dataset(path, format="parquet", partitioning="hive", filesystem=fs)
+        return dataset.to_table(columns=columns,
+                                filter=(pads.field("user_idx") >= lo) & (pads.field("user_idx") < hi))
+
+    def user_block(self, lo: int, hi: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(positive feedback, seen pairs) of users lo..hi-1 over the window, as [hi-lo, items] matrices."""
+        table = self.user_rows(lo, hi, ["user_idx", "item_idx", "weight"])
+        shifted = table.set_column(0, "user_idx", pc.subtract(table.column("user_idx"), pa.scalar(lo, pa.int64())))
+        block_users = Vocabulary(np.empty(hi - lo, dtype=object))
+        full = Interactions.from_daily(shifted, block_users, self.items()).matrix
+        seen = Interactions.from_daily(shifted, block_users, self.items(), positive_only=False).matrix
+        return full, seen
+
+    def scan(self, columns: list[str], batch_rows: int = 1_000_000) -> Iterator[pa.RecordBatch]:
+        """The daily aggregates in record batches (bounded memory)."""
+        import pyarrow.dataset as pads
+
+        fs, path = self.storage.resolve(self.daily_uri)
+        dataset = pads.dataset(path, format="parquet", partitioning="hive", filesystem=fs)
+        yield from dataset.to_batches(columns=columns, batch_size=batch_rows)
 
     def user_event_counts(self) -> np.ndarray:
-        """Accepted (deduplicated) events per user index over the window through D."""
-        users, _ = self.vocabularies()
-        daily = self.daily()
-        return np.bincount(daily.column("user_idx").to_numpy(), weights=daily.column("events").to_numpy(),
-                           minlength=len(users)).astype(np.int64)
-
-    def recent(self, days: int) -> Interactions:
-        """Positive feedback of the last `days` days through D."""
-        users, items = self.vocabularies()
-        daily = self.daily()
-        first = (self.run_date - dt.timedelta(days=days - 1)).isoformat()
-        day = pc.cast(daily.column("day"), pa.string())
-        return Interactions.from_daily(daily.filter(pc.greater_equal(day, first)), users, items)
+        """Accepted (deduplicated) events per user index over the window through D (streamed)."""
+        n_users = len(Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "users"))))
+        counts = np.zeros(n_users, dtype=np.int64)
+        for batch in self.scan(["user_idx", "events"]):
+            counts += np.bincount(batch.column(0).to_numpy(), weights=batch.column(1).to_numpy(),
+                                  minlength=n_users).astype(np.int64)
+        return counts
 
     def split(self) -> tuple[Interactions, Interactions, Interactions]:
         """Positive feedback as (train: days before D, holdout: day D, full: the whole window through D)."""

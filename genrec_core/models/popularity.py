@@ -19,6 +19,16 @@ class Popularity(Recommender):
         super().__init__()
         self.item_scores: torch.Tensor | None = None
 
+    @classmethod
+    def from_item_counts(cls, counts: np.ndarray, device: str = "cpu") -> "Popularity":
+        """A fitted model from per-item interaction counts (e.g. accumulated block by block)."""
+        model = cls()
+        model.device = device
+        model.n_items = len(counts)
+        counts = counts.astype(np.float32)
+        model.item_scores = torch.from_numpy(counts / max(float(counts.max(initial=0.0)), 1.0)).to(device)
+        return model
+
     def _fit(self, train: Interactions, options: FitOptions) -> None:
         counts = np.asarray((train.matrix > 0).sum(axis=0)).ravel().astype(np.float32)
         self.item_scores = torch.from_numpy(counts / max(counts.max(), 1.0)).to(self.device)
