@@ -79,8 +79,14 @@ def _show_results(dsn: str, run_date: dt.date, output_uri: str, seconds: float, 
     for user in sample:
         items = ", ".join(f"{item} ({score})" for u, _, item, score in top if u == user)
         print(f"  {user}: {items}")
-    print(f"\n{rows} rows for {users} users; model {run[2]}, held-out metrics {run[3]}")
     storage = Storage()
+    summary = storage.read_json(join(output_uri, "runs", f"dt={run_date}", "summary.json"))
+    baseline = summary["baseline_metrics"]["popularity"]
+    print(f"\n{rows} rows for {users} users ({summary['users']} in the window), model {run[2]}")
+    print("Held out day {}: {:<10} ndcg@10 {:.4f}  recall@10 {:.4f}  coverage@10 {:.3f}".format(
+        run_date, run[2], run[3]["ndcg@10"], run[3]["recall@10"], run[3]["coverage@10"]))
+    print("{:>31} ndcg@10 {:.4f}  recall@10 {:.4f}  coverage@10 {:.3f}".format(
+        "popularity", baseline["ndcg@10"], baseline["recall@10"], baseline["coverage@10"]))
     print("Files:")
     for name in ("recommendations", "extract", "models", "runs"):
         print(f"  {join(output_uri, name)}")
