@@ -43,6 +43,7 @@ def synthetic_lists(users: int, k: int, start_user: int, run_date: dt.date, n_it
         "item_id": pa.compute.binary_join_element_wise("i", pa.array(np.char.zfill(items.astype(str), 6)), ""),
         "score": pa.array(np.sort(rng.random(users * k))[::-1], pa.float64()),
         "model": pa.array(np.full(users * k, "mult_vae")),
+        "source": pa.array(np.full(users * k, "model")),
     })
 
 
@@ -72,8 +73,8 @@ def _copy_floor(dsn: str, paths: list[Path]) -> float:
     buffer.seek(0)
     started = time.perf_counter()
     with conn, conn.cursor() as cur:
-        cur.copy_expert("COPY public.copy_floor (run_date, user_id, rank, item_id, score, model) FROM STDIN "
-                        "WITH (FORMAT csv)", buffer)
+        columns = ", ".join(RECOMMENDATION_COLUMNS)
+        cur.copy_expert(f"COPY public.copy_floor ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
     seconds = time.perf_counter() - started
     with conn, conn.cursor() as cur:
         cur.execute("DROP TABLE public.copy_floor")
@@ -125,7 +126,7 @@ def _to_sql(dsn: str, paths: list[Path], sample_rows: int) -> float:
 
 
 def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to_sql_rows: int = 1_000_000,
-        part_rows: int = 500_000) -> dict[str, Any]:
+        part_rows: int = 500_000, settle_s: float = 1.0) -> dict[str, Any]:
     from genrec_core.publish.migrations import upgrade
 
     upgrade(dsn)
@@ -140,7 +141,7 @@ def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to
         procs = [ctx.Process(target=_reader, args=(dsn, rows // k, stop, out, i)) for i in range(readers)]
         for proc in procs:
             proc.start()
-        time.sleep(1.0)  # readers connected and warm before the republish starts
+        time.sleep(settle_s)  # readers connected and warm before the republish starts
         loaded_s, _ = _publish(dsn, paths, workers)
         stop.set()
         results = [out.get(timeout=60) for _ in procs]
