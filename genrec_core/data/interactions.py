@@ -155,7 +155,7 @@ class ExtractedData:
 
     def user_event_counts(self) -> np.ndarray:
         """Accepted (deduplicated) events per user index over the window through D (streamed)."""
-        n_users = len(Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "users"))))
+        n_users = self.storage.read_table(join(self.uri, "vocab", "users"), columns=["idx"]).num_rows
         counts = np.zeros(n_users, dtype=np.int64)
         for batch in self.scan(["user_idx", "events"]):
             counts += np.bincount(batch.column(0).to_numpy(), weights=batch.column(1).to_numpy(),

@@ -16,33 +16,34 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def _sparse_tensor(matrix: sp.csr_matrix, values: np.ndarray) -> torch.Tensor:
+    """Sparse COO tensor with `matrix`'s pattern and the given values (one per stored entry, in CSR order)."""
+    coo = sp.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape).tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), size=matrix.shape,
+                                   check_invariants=False)
+
+
+def _binary_pattern(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    binary = matrix.copy()
+    binary.eliminate_zeros()
+    return binary
+
+
 def csr_rows_to_dense(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
     """Dense float32 tensor of a (small) block of CSR rows, built on the target device."""
-    coo = matrix.tocoo()
-    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    values = torch.from_numpy(coo.data.astype(np.float32))
-    sparse = torch.sparse_coo_tensor(indices, values, size=matrix.shape, check_invariants=False)
-    return sparse.to(device).to_dense()
+    return _sparse_tensor(matrix, matrix.data).to(device).to_dense()
 
 
 def normalized_binary_rows(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
     """Sparse COO tensor of the rows binarised and L2-normalised (what `F.normalize` does to a 0/1 row)."""
-    binary = matrix.copy()
-    binary.eliminate_zeros()
+    binary = _binary_pattern(matrix)
     counts = np.diff(binary.indptr)
-    binary.data = np.repeat(1.0 / np.sqrt(np.maximum(counts, 1)), counts).astype(np.float32)
-    coo = binary.tocoo()
-    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    values = torch.from_numpy(coo.data)
-    return torch.sparse_coo_tensor(indices, values, size=matrix.shape, check_invariants=False).coalesce().to(device)
+    values = np.repeat(1.0 / np.sqrt(np.maximum(counts, 1)), counts)
+    return _sparse_tensor(binary, values).coalesce().to(device)
 
 
 def binary_rows_tensor(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
     """Sparse COO tensor of the rows with every stored positive entry set to 1."""
-    binary = matrix.copy()
-    binary.eliminate_zeros()
-    binary.data = np.ones_like(binary.data, dtype=np.float32)
-    coo = binary.tocoo()
-    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), size=matrix.shape,
-                                   check_invariants=False).coalesce().to(device)
+    binary = _binary_pattern(matrix)
+    return _sparse_tensor(binary, np.ones(binary.nnz, dtype=np.float32)).coalesce().to(device)
