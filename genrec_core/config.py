@@ -57,6 +57,22 @@ class ItemKNNConfig(_Section):
     shrink: float = Field(10.0, ge=0.0)
 
 
+class ExtractConfig(_Section):
+    """How raw logs become implicit feedback (see the README's extract section)."""
+
+    format: Literal["parquet", "csv", "jsonl"] = Field("parquet", description="file format of the raw partitions")
+    incremental: bool = Field(True, description="reuse yesterday's extract and read only day D when possible")
+    max_events_per_user_day: int | None = Field(
+        5000, ge=1, description="bot guard: a user-day with more events goes to quarantine whole; None = no cap")
+    kcore: int = Field(0, ge=0, description="keep only users and items with at least this many positive pairs; 0 = off")
+    decay_half_life_days: float | None = Field(
+        None, gt=0, description="a day's weight halves every this many days before D; None = no decay")
+    count_weight: float = Field(
+        0.0, ge=0, description="pair weight = strongest event weight + count_weight * ln(events of the pair)")
+    broadcast_vocab_max: int = Field(
+        5_000_000, ge=0, description="vocabularies up to this size are broadcast to the executors when indexing")
+
+
 class S3Config(_Section):
     """Where ``s3://`` URIs point. Empty endpoint means AWS's default."""
 
@@ -104,6 +120,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pg_dsn: SecretStr | None = None
     s3: S3Config = Field(default_factory=S3Config)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
     mult_vae: MultVAEConfig = Field(default_factory=MultVAEConfig)
     ease: EASEConfig = Field(default_factory=EASEConfig)
     item_knn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)

@@ -7,7 +7,11 @@ upstream; none of these may be renamed.
 from __future__ import annotations
 
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
-REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "event_type", "event_ts", "value")
+REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "event_type", "event_ts")
+# `value` matters only for ratings (and must then be present); a file without it is read as all-null.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("value",)
+LOG_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+LOG_FORMATS: tuple[str, ...] = ("parquet", "csv", "jsonl")
 
 # Implicit-feedback strength of each event type; a (user, item) pair takes the
 # largest weight it shows, so a purchase outranks the views that led to it.
@@ -27,7 +31,13 @@ REJECT_EVENT_TYPE = "unknown_event_type"
 REJECT_TIMESTAMP = "bad_timestamp"
 REJECT_OUT_OF_PARTITION = "timestamp_outside_partition"
 REJECT_VALUE = "bad_value"
+REJECT_MALFORMED = "malformed_record"     # a CSV/JSON line that does not parse into the columns
+REJECT_SCHEMA_DRIFT = "schema_drift"     # a file whose column has a type that cannot hold the contract's value
+# Not invalid data, so not part of the rejected share: a user-day above the bot-guard cap goes to quarantine whole.
+CAPPED_USER_DAY = "over_user_day_cap"
 REJECT_REASONS: tuple[str, ...] = (
+    REJECT_MALFORMED,
+    REJECT_SCHEMA_DRIFT,
     REJECT_EMPTY_USER,
     REJECT_EMPTY_ITEM,
     REJECT_EVENT_TYPE,

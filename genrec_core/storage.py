@@ -109,6 +109,14 @@ class Storage:
                 files.append(base + info.path[len(path):])
         return sorted(files)
 
+    def file_sizes(self, uri: str) -> dict[str, int]:
+        """Size in bytes of every file below a prefix, keyed by its path relative to the prefix."""
+        fs, path = self.resolve(uri)
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return {}
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        return {info.path[len(path):].lstrip("/"): info.size for info in infos if info.type == pafs.FileType.File}
+
     def delete_dir(self, uri: str) -> None:
         fs, path = self.resolve(uri)
         if fs.get_file_info(path).type != pafs.FileType.NotFound:

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pyarrow.parquet as pq
 
-from genrec_core.contract import EVENT_TYPES, REQUIRED_COLUMNS
+from genrec_core.contract import EVENT_TYPES, LOG_COLUMNS
 from genrec_core.generate import LogSpec, generate_logs
 
 
@@ -11,7 +11,7 @@ def test_writes_one_partition_per_day_in_the_contract(tmp_path):
     counts = generate_logs(spec, tmp_path.as_uri())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dt=2026-01-01", "dt=2026-01-02", "dt=2026-01-03"]
     table = pq.read_table(tmp_path / "dt=2026-01-02")
-    assert tuple(table.column_names) == REQUIRED_COLUMNS
+    assert tuple(table.column_names) == LOG_COLUMNS
     df = table.to_pandas()
     assert set(df.event_type) <= set(EVENT_TYPES) and {"view", "purchase"} <= set(df.event_type)
     assert (df.event_ts.dt.strftime("%Y-%m-%d") == "2026-01-02").all()

@@ -54,6 +54,7 @@ def _write_extract(root: Path, users: int, items: int, mean_history: int, seed: 
                         Vocabulary(user_ids(users).astype(object)).to_table())
     storage.write_table(str(root / "vocab" / "items" / "part-0.parquet"),
                         Vocabulary(item_ids(items).astype(object)).to_table())
+    storage.write_json(str(root / "stats.json"), {"weighting": {}, "kcore": None})
 
 
 def _model(items: int, seed: int) -> MultVAE:

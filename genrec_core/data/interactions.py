@@ -77,9 +77,11 @@ class Interactions:
 
     @classmethod
     def from_daily(cls, daily: pa.Table, users: Vocabulary, items: Vocabulary,
-                   positive_only: bool = True) -> "Interactions":
-        """Collapse daily aggregates (user_idx, item_idx, weight) into one matrix, max weight per pair.
+                   positive_only: bool = True, count_weight: float = 0.0) -> "Interactions":
+        """Collapse daily aggregates (user_idx, item_idx, weight[, events]) into one matrix.
 
+        A pair's value is its largest daily weight, plus `count_weight * ln(events)` over its
+        positive days when `count_weight` > 0 (so one event adds nothing, repeats add slowly).
         With `positive_only=False` every seen pair is kept with weight 1 (the scorer's mask).
         """
         if positive_only:
@@ -93,9 +95,12 @@ class Interactions:
         order = np.argsort(key, kind="stable")
         key = key[order]
         weight = weight[order]
+        events = daily.column("events").to_numpy()[order].astype(np.float64) if positive_only and count_weight else None
         del order
         starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else np.zeros(0, np.int64)
         values = np.maximum.reduceat(weight, starts) if len(starts) else np.zeros(0, np.float32)
+        if events is not None and len(starts):
+            values = values + np.float32(count_weight) * np.log(np.add.reduceat(events, starts)).astype(np.float32)
         key = key[starts]
         indptr = np.searchsorted(key, np.arange(n_users + 1, dtype=np.int64) * n_items)
         matrix = sp.csr_matrix((values, (key % n_items).astype(np.int32), indptr), shape=(n_users, n_items))
@@ -110,6 +115,42 @@ class ExtractedData:
     run_date: dt.date
     storage: Storage
     _items: Vocabulary | None = None
+    _stats: dict | None = None
+
+    def stats(self) -> dict:
+        """The extract's stats.json (counts, and the weighting and k-core it was made with)."""
+        if self._stats is None:
+            self._stats = self.storage.read_json(join(self.uri, "stats.json"))
+        return self._stats
+
+    def _weighted(self, table: pa.Table) -> pa.Table:
+        """Apply the extract's time decay: a row's weight halves every `decay_half_life_days` before D."""
+        half_life = (self.stats().get("weighting") or {}).get("decay_half_life_days")
+        if not half_life or table.num_rows == 0:
+            return table
+        day = pc.cast(table.column("day"), pa.string())
+        days = pc.unique(day)
+        factor = np.array([0.5 ** ((self.run_date - dt.date.fromisoformat(d)).days / half_life)
+                           for d in days.to_pylist()])
+        weight = table.column("weight").to_numpy() * factor[pc.index_in(day, days).to_numpy()]
+        return table.set_column(table.schema.get_field_index("weight"), "weight", pa.array(weight))
+
+    def _count_weight(self) -> float:
+        return float((self.stats().get("weighting") or {}).get("count_weight") or 0.0)
+
+    def _kcore_filter(self, interactions: Interactions) -> Interactions:
+        """Keep only the k-core's users and items (training data only; scoring uses every history)."""
+        if not self.stats().get("kcore"):
+            return interactions
+        keep_users = self.storage.read_table(join(self.uri, "kcore", "users"), columns=["user_idx"])
+        keep_items = self.storage.read_table(join(self.uri, "kcore", "items"), columns=["item_idx"])
+        row = np.zeros(interactions.n_users, np.float32)
+        row[keep_users.column(0).to_numpy()] = 1
+        col = np.zeros(interactions.n_items, np.float32)
+        col[keep_items.column(0).to_numpy()] = 1
+        matrix = (sp.diags(row) @ interactions.matrix @ sp.diags(col)).tocsr()
+        matrix.eliminate_zeros()
+        return Interactions(matrix, interactions.users, interactions.items)
 
     @property
     def daily_uri(self) -> str:
@@ -138,10 +179,10 @@ class ExtractedData:
 
     def user_block(self, lo: int, hi: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(positive feedback, seen pairs) of users lo..hi-1 over the window, as [hi-lo, items] matrices."""
-        table = self.user_rows(lo, hi, ["user_idx", "item_idx", "weight"])
+        table = self._weighted(self.user_rows(lo, hi, ["user_idx", "item_idx", "weight", "day", "events"]))
         shifted = table.set_column(0, "user_idx", pc.subtract(table.column("user_idx"), pa.scalar(lo, pa.int64())))
         block_users = Vocabulary(np.empty(hi - lo, dtype=object))
-        full = Interactions.from_daily(shifted, block_users, self.items()).matrix
+        full = Interactions.from_daily(shifted, block_users, self.items(), count_weight=self._count_weight()).matrix
         seen = Interactions.from_daily(shifted, block_users, self.items(), positive_only=False).matrix
         return full, seen
 
@@ -163,15 +204,19 @@ class ExtractedData:
         return counts
 
     def split(self) -> tuple[Interactions, Interactions, Interactions]:
-        """Positive feedback as (train: days before D, holdout: day D, full: the whole window through D)."""
+        """Positive feedback as (train: days before D, holdout: day D, full: the whole window through D).
+
+        Time decay and the count term apply to all three; the k-core filter to the two training sets.
+        """
         users, items = self.vocabularies()
-        daily = self.daily()
+        daily = self._weighted(self.daily())
         day = pc.cast(daily.column("day"), pa.string())
         on_run_date = pc.equal(day, self.run_date.isoformat())
-        train = Interactions.from_daily(daily.filter(pc.invert(on_run_date)), users, items)
-        holdout = Interactions.from_daily(daily.filter(on_run_date), users, items)
-        full = Interactions.from_daily(daily, users, items)
-        return train, holdout, full
+        count_weight = self._count_weight()
+        train = Interactions.from_daily(daily.filter(pc.invert(on_run_date)), users, items, count_weight=count_weight)
+        holdout = Interactions.from_daily(daily.filter(on_run_date), users, items, count_weight=count_weight)
+        full = Interactions.from_daily(daily, users, items, count_weight=count_weight)
+        return self._kcore_filter(train), holdout, self._kcore_filter(full)
 
     def seen(self) -> Interactions:
         """Every (user, item) pair with an accepted event in the window through D, weight 1."""

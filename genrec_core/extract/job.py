@@ -1,41 +1,42 @@
 """Spark job: read the window's raw partitions, validate, quarantine, dedupe, weight, index.
 
 Output under ``{output_uri}/extract/dt=D/``:
-  daily/day=YYYY-MM-DD/   aggregates (user_idx, item_idx, weight, events) per day; weight 0 = seen only
-  vocab/users, vocab/items  append-only vocabularies (id, idx)
-  quarantine/             rejected rows with a `reason` column
-  stats.json              counts the quality gate reads
+  daily/day=YYYY-MM-DD/       aggregates (user_idx, item_idx, weight, events) per day; weight 0 = seen only
+  quarantine/day=YYYY-MM-DD/  rejected rows with a `reason` column and the file they came from
+  vocab/users, vocab/items    append-only vocabularies (id, idx)
+  kcore/users, kcore/items    indices kept by the k-core filter (only when it is on)
+  stats.json                  per-day and window counts the quality gate reads
+
+Incremental mode: when the extract of D-1 exists, was made with the same settings and
+its raw partitions have not changed since, its per-day outputs are copied and only day
+D is read. Every per-day output depends on that day's raw files alone, and ids new on D
+get the same indices either way, so the result equals a full recompute.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import hashlib
+import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genrec_core.config import Settings
-from genrec_core.contract import (
-    EVENT_TYPES,
-    REJECT_EMPTY_ITEM,
-    REJECT_EMPTY_USER,
-    REJECT_EVENT_TYPE,
-    REJECT_OUT_OF_PARTITION,
-    REJECT_TIMESTAMP,
-    REJECT_VALUE,
-    REQUIRED_COLUMNS,
-    partition_name,
-)
+from genrec_core.contract import CAPPED_USER_DAY, partition_name
 from genrec_core.errors import DataError
-from genrec_core.extract.spark import get_spark
+from genrec_core.extract.read import RawPartition, read_events, source_digest
+from genrec_core.extract.transform import aggregate, cap_user_days, grow_vocabulary, kcore, rejection_reason
 from genrec_core.storage import Storage, join
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+_QUARANTINE_COLUMNS = ("user_id", "item_id", "event_type", "event_ts_raw", "value_raw", "source_file", "reason")
 
 
 @dataclass(frozen=True)
@@ -66,176 +67,238 @@ def previous_extract(output_uri: str, run_date: dt.date, storage: Storage) -> st
     return None
 
 
-def run_extract(settings: Settings, run_date: dt.date, storage: Storage) -> ExtractResult:
-    """Run the extract for `run_date`; idempotent (a rerun replaces the date's output)."""
+def fingerprint(settings: Settings) -> str:
+    """The settings a day's outputs depend on; an extract made with others cannot be reused."""
+    relevant = {
+        "events_uri": settings.events_uri,
+        "format": settings.extract.format,
+        "event_weights": dict(sorted(settings.event_weights.items())),
+        "rating_threshold": settings.rating_threshold,
+        "max_events_per_user_day": settings.extract.max_events_per_user_day,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _listing_digest(storage: Storage, uri: str) -> str:
+    files = storage.file_sizes(uri)
+    return source_digest([(name, size) for name, size in files.items()
+                          if not name.rsplit("/", 1)[-1].startswith(("_", "."))])
+
+
+def _reusable_days(prev_stats: dict[str, Any] | None, settings: Settings, run_date: dt.date,
+                   window_start: dt.date, digests: dict[str, str]) -> list[str] | None:
+    """Days of the previous extract that can be copied as they are, or None when a full recompute is needed."""
+    if prev_stats is None or prev_stats.get("run_date") != (run_date - dt.timedelta(days=1)).isoformat():
+        return None
+    if prev_stats.get("fingerprint") != fingerprint(settings) or "per_day" not in prev_stats:
+        return None
+    earlier = {d: digest for d, digest in digests.items() if d != run_date.isoformat()}
+    prev_window = {d: s["source_digest"] for d, s in prev_stats["per_day"].items() if d >= window_start.isoformat()}
+    if prev_window != earlier:  # a day arrived late, was re-delivered or removed, or the window grew
+        return None
+    return sorted(earlier)
+
+
+def run_extract(settings: Settings, run_date: dt.date, storage: Storage, *,
+                spark: "SparkSession | None" = None, full: bool = False) -> ExtractResult:
+    """Run the extract for `run_date`; idempotent (a rerun replaces the date's output).
+
+    `spark` is the session to use (spark-submit passes its own); `full` forces a recompute of the whole window.
+    """
     days = window_days(run_date, settings.lookback_days)
     partitions = [(d, join(settings.events_uri, partition_name(d))) for d in days]
     present = [(d, uri) for d, uri in partitions if storage.exists(uri)]
     if not present or present[-1][0] != run_date:
         raise DataError(f"no raw events for run date {run_date}: {join(settings.events_uri, partition_name(run_date))} "
                         "does not exist; refusing to build recommendations without the day's data")
+    digests = {d.isoformat(): _listing_digest(storage, uri) for d, uri in present}
     prev = previous_extract(settings.output_uri, run_date, storage)
+    prev_stats = storage.read_json(join(prev, "stats.json")) if prev else None
+    reused = None if full or not settings.extract.incremental else _reusable_days(prev_stats, settings, run_date,
+                                                                                   days[0], digests)
+    to_read = [(run_date, partitions[-1][1])] if reused is not None else present
     out_uri = extract_uri_for(settings.output_uri, run_date)
-    spark = get_spark(settings.spark_master, settings.spark_driver_memory)
+    if spark is None:
+        from genrec_core.extract.spark import get_spark
 
-    mirror = [uri for _, uri in present] + ([join(prev, "vocab")] if prev else [])
-    with storage.local_mirror(mirror) as local_paths:
-        event_paths = list(zip([d for d, _ in present], [u for _, u in present], local_paths[: len(present)]))
+        spark = get_spark(settings.spark_master, settings.spark_driver_memory)
+
+    mirror = [uri for _, uri in to_read] + ([join(prev, "vocab")] if prev else [])
+    with storage.local_mirror(mirror) as local_paths, storage.local_output(out_uri) as out:
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        for day in reused or []:
+            for table in ("daily", "quarantine"):
+                src = join(prev, table, f"day={day}")  # type: ignore[arg-type]
+                if storage.exists(src):
+                    storage.copy_dir(src, str(out / table / f"day={day}"))
+        parts = [RawPartition(d, uri, path) for (d, uri), path in zip(to_read, local_paths)]
         prev_vocab = local_paths[-1] if prev else None
-        with storage.local_output(out_uri) as out:
-            stats = _extract(spark, event_paths, prev_vocab, out, settings, run_date)
-    stats.update({
-        "run_date": run_date.isoformat(),
-        "window_start": days[0].isoformat(),
-        "days_present": [d.isoformat() for d, _ in present],
-        "days_missing": [d.isoformat() for d, uri in partitions if (d, uri) not in present],
-        "previous_extract": prev,
-    })
-    storage.write_json(join(out_uri, "stats.json"), stats)
-    log.info("extract %s: %s", run_date, stats)
+        new_days, window = _extract(spark, parts, prev_vocab, out, settings, run_date)
+        per_day = {d: prev_stats["per_day"][d] for d in reused or []}  # type: ignore[index]
+        for day, day_stats in new_days.items():
+            per_day[day] = {**day_stats, "source_digest": digests[day]}
+        stats = _window_stats(per_day, window, settings, run_date)
+        stats.update({
+            "mode": "incremental" if reused is not None else "full",
+            "days_read": [d.isoformat() for d, _ in to_read],
+            "window_start": days[0].isoformat(),
+            "days_present": [d.isoformat() for d, _ in present],
+            "days_missing": [d.isoformat() for d, uri in partitions if (d, uri) not in present],
+            "previous_extract": prev,
+        })
+        (out / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
+    log.info("extract %s (%s): %s", run_date, stats["mode"], {k: v for k, v in stats.items() if k != "per_day"})
     return ExtractResult(out_uri, stats)
 
 
-def _read_partitions(spark: "SparkSession", parts: list[tuple[dt.date, str, Path]]) -> "DataFrame":
-    from pyspark.sql import functions as F
-
-    frames = []
-    for day, uri, path in parts:
-        df = spark.read.parquet(str(path))
-        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-        if missing:
-            raise DataError(f"partition {uri}: required column(s) {missing} missing (found {df.columns})")
-        frames.append(df.select(
-            F.col("user_id").cast("string").alias("user_id"),
-            F.col("item_id").cast("string").alias("item_id"),
-            F.col("event_type").cast("string").alias("event_type"),
-            F.col("event_ts").cast("timestamp").alias("event_ts"),
-            F.col("value").cast("double").alias("value"),
-            F.lit(day.isoformat()).alias("dt"),
-        ))
-    return functools.reduce(lambda a, b: a.unionByName(b), frames)
-
-
-def _rejection_reason() -> "Column":
-    from pyspark.sql import functions as F
-
-    blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
-    bad_number = F.isnan(F.col("value")) | (F.col("value") < 0)
-    return (
-        F.when(blank("user_id"), REJECT_EMPTY_USER)
-        .when(blank("item_id"), REJECT_EMPTY_ITEM)
-        .when(F.col("event_type").isNull() | ~F.col("event_type").isin(list(EVENT_TYPES)), REJECT_EVENT_TYPE)
-        .when(F.col("event_ts").isNull(), REJECT_TIMESTAMP)
-        .when(F.date_format("event_ts", "yyyy-MM-dd") != F.col("dt"), REJECT_OUT_OF_PARTITION)
-        .when(F.col("value").isNotNull() & bad_number, REJECT_VALUE)
-        .when((F.col("event_type") == "rating") & F.col("value").isNull(), REJECT_VALUE)
-    )
+def _window_stats(per_day: dict[str, dict[str, Any]], window: dict[str, Any], settings: Settings,
+                  run_date: dt.date) -> dict[str, Any]:
+    by_reason: dict[str, int] = {}
+    for day_stats in per_day.values():
+        for reason, n in day_stats["rejected_by_reason"].items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    total = {key: sum(s[key] for s in per_day.values())
+             for key in ("events_read", "events_rejected", "duplicates_dropped", "events_capped", "user_days_capped")}
+    users, items, pairs = window["users"], window["items"], window["pairs"]
+    return {
+        "run_date": run_date.isoformat(),
+        "fingerprint": fingerprint(settings),
+        "format": settings.extract.format,
+        **total,
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "rejected_share": total["events_rejected"] / total["events_read"] if total["events_read"] else 0.0,
+        "users": users,
+        "items": items,
+        "pairs": pairs,
+        "daily_rows": window["daily_rows"],
+        "density": pairs / (users * items) if users and items else 0.0,
+        "new_users": window["new_users"],
+        "new_items": window["new_items"],
+        "weighting": {"decay_half_life_days": settings.extract.decay_half_life_days,
+                      "count_weight": settings.extract.count_weight},
+        "kcore": window["kcore"],
+        "per_day": dict(sorted(per_day.items())),
+    }
 
 
-def _event_weight(settings: Settings) -> "Column":
-    from pyspark.sql import functions as F
-
-    pairs = [F.lit(x) for kv in sorted(settings.event_weights.items()) for x in kv]
-    weight_of = F.create_map(*pairs)[F.col("event_type")]
-    rating_weight = float(settings.event_weights.get("rating", 0.0))
-    return F.coalesce(
-        F.when(F.col("event_type") == "rating",
-               F.when(F.col("value") >= settings.rating_threshold, F.lit(rating_weight)).otherwise(F.lit(0.0)))
-        .otherwise(weight_of),
-        F.lit(0.0),
-    )
-
-
-def _grow_vocabulary(spark: "SparkSession", ids: "DataFrame", previous: Path | None) -> tuple["DataFrame", int]:
-    """Append ids not seen before, in id order, after the previous vocabulary's indices."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    if previous is not None and previous.exists():
-        prev = spark.read.parquet(str(previous)).select("id", "idx")
-        offset = prev.count()
-    else:
-        prev = spark.createDataFrame([], "id string, idx long")
-        offset = 0
-    new = ids.distinct().join(prev, "id", "left_anti")
-    new = new.withColumn("idx", (F.row_number().over(Window.orderBy("id")) - 1 + offset).cast("long"))
-    vocab = prev.unionByName(new)
-    return vocab, new.count()
+def _check_rejected_share(per_day: dict[str, dict[str, Any]], settings: Settings, run_date: dt.date,
+                          quarantine: Path) -> None:
+    """Fail when day D or the days read in this run reject more than the allowed share."""
+    limit = settings.max_rejected_share
+    scopes = {f"day {run_date}": [per_day[run_date.isoformat()]], "the days read": list(per_day.values())}
+    for scope, days in scopes.items():
+        read = sum(d["events_read"] for d in days)
+        rejected = sum(d["events_rejected"] for d in days)
+        share = rejected / read if read else 0.0
+        if share > limit:
+            reasons: dict[str, int] = {}
+            for d in days:
+                for reason, n in d["rejected_by_reason"].items():
+                    reasons[reason] = reasons.get(reason, 0) + n
+            raise DataError(
+                f"{rejected} of {read} events ({share:.1%}) rejected in {scope}, above the threshold "
+                f"max_rejected_share={limit:.1%}; by reason: {dict(sorted(reasons.items()))}; "
+                f"rows are in {quarantine}")
 
 
-def _extract(spark: "SparkSession", parts: list[tuple[dt.date, str, Path]], prev_vocab: Path | None,
-             out: Path, settings: Settings, run_date: dt.date) -> dict[str, Any]:
+def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path | None, out: Path,
+             settings: Settings, run_date: dt.date) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Process the raw partitions in `parts`; return (per-day stats of those days, window stats)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    checked = _read_partitions(spark, parts).withColumn("reason", _rejection_reason())
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        by_reason = {row["reason"]: row["count"] for row in checked.groupBy("reason").count().collect()}
-        events_read = sum(by_reason.values())
-        accepted = by_reason.pop(None, 0)
-        rejected = sum(by_reason.values())
-        checked.filter(F.col("reason").isNotNull()).write.mode("overwrite").parquet(str(out / "quarantine"))
-        share = rejected / events_read if events_read else 0.0
-        if share > settings.max_rejected_share:
-            raise DataError(
-                f"{rejected} of {events_read} events ({share:.1%}) rejected, above the threshold "
-                f"max_rejected_share={settings.max_rejected_share:.1%}; by reason: {dict(sorted(by_reason.items()))}; "
-                f"rows are in {out / 'quarantine'}")
-        if accepted == 0:
-            raise DataError(f"no valid events in the window ending {run_date}")
+    cfg = settings.extract
+    quarantine = out / "quarantine"
+    raw = read_events(spark, parts, cfg.format)
+    if raw is None:
+        raise DataError(f"no data files in {[p.uri for p in parts]} (format {cfg.format}); "
+                        f"the run date {run_date} needs data")
+    checked = raw.withColumn("reason", rejection_reason())
+    (checked.filter(F.col("reason").isNotNull())
+     .select(*_QUARANTINE_COLUMNS, F.col("dt").alias("day"))
+     .write.mode("append").partitionBy("day").parquet(str(quarantine)))
+    rejected = _count_quarantine(spark, quarantine, [p.day.isoformat() for p in parts])
 
-        good = checked.filter(F.col("reason").isNull()).drop("reason")
-        deduped = good.dropDuplicates(["user_id", "item_id", "event_type", "event_ts", "value", "dt"])
-        weighted = deduped.withColumn("weight", _event_weight(settings))
-        # Every accepted pair is kept (weight 0 = seen but not a positive signal, e.g. a low rating):
-        # training uses weight > 0, the scorer never recommends any seen pair.
-        daily = (weighted
-                 .groupBy("user_id", "item_id", "dt")
-                 .agg(F.max("weight").alias("weight"), F.count(F.lit(1)).alias("events"))
-                 .persist(StorageLevel.MEMORY_AND_DISK))
+    good = checked.filter(F.col("reason").isNull()).drop("reason")
+    daily = aggregate(good, settings).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        accepted = {r["dt"]: (r["accepted"], r["distinct"]) for r in daily.groupBy("dt").agg(
+            F.sum("accepted").alias("accepted"), F.sum("events").alias("distinct")).collect()}
+        per_day = {}
+        for part in parts:
+            day = part.day.isoformat()
+            by_reason = rejected.get(day, {})
+            n_accepted, n_distinct = accepted.get(day, (0, 0))
+            per_day[day] = {"events_read": n_accepted + sum(by_reason.values()), "events_rejected": sum(by_reason.values()),
+                            "rejected_by_reason": dict(sorted(by_reason.items())),
+                            "duplicates_dropped": n_accepted - n_distinct, "events_capped": 0, "user_days_capped": 0}
+        _check_rejected_share(per_day, settings, run_date, quarantine)
+
+        if cfg.max_events_per_user_day is not None:
+            capped, capped_rows, daily_kept = cap_user_days(daily, good, cfg.max_events_per_user_day)
+            if capped:
+                (capped_rows.withColumn("reason", F.lit(CAPPED_USER_DAY))
+                 .select(*_QUARANTINE_COLUMNS, F.col("dt").alias("day"))
+                 .write.mode("append").partitionBy("day").parquet(str(quarantine)))
+                for day, (events, user_days) in capped.items():
+                    per_day[day]["events_capped"] = events
+                    per_day[day]["user_days_capped"] = user_days
+                daily_kept = daily_kept.persist(StorageLevel.MEMORY_AND_DISK)
+                daily.unpersist()
+                daily = daily_kept
+        if per_day[run_date.isoformat()]["events_read"] - per_day[run_date.isoformat()]["events_rejected"] == 0:
+            raise DataError(f"no valid events on the run date {run_date} (files: {[p.uri for p in parts][-1]}); "
+                            "refusing to build recommendations without the day's data")
 
         prev_users = prev_vocab / "users" if prev_vocab else None
         prev_items = prev_vocab / "items" if prev_vocab else None
-        users, new_users = _grow_vocabulary(spark, daily.select(F.col("user_id").alias("id")), prev_users)
-        items, new_items = _grow_vocabulary(spark, daily.select(F.col("item_id").alias("id")), prev_items)
-        users.repartition(1).write.mode("overwrite").parquet(str(out / "vocab" / "users"))
-        items.repartition(1).write.mode("overwrite").parquet(str(out / "vocab" / "items"))
-        users = spark.read.parquet(str(out / "vocab" / "users"))
-        items = spark.read.parquet(str(out / "vocab" / "items"))
-
+        new_users, n_users = grow_vocabulary(spark, daily.select(F.col("user_id").alias("id")), prev_users,
+                                             out / "vocab" / "users")
+        new_items, n_items = grow_vocabulary(spark, daily.select(F.col("item_id").alias("id")), prev_items,
+                                             out / "vocab" / "items")
+        users = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "users")), n_users, cfg.broadcast_vocab_max)
+        items = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "items")), n_items, cfg.broadcast_vocab_max)
         indexed = (daily
                    .join(users.withColumnRenamed("id", "user_id").withColumnRenamed("idx", "user_idx"), "user_id")
                    .join(items.withColumnRenamed("id", "item_id").withColumnRenamed("idx", "item_idx"), "item_id")
                    .select("user_idx", "item_idx", F.col("dt").alias("day"), "weight", "events"))
         # Sorted by user with small row groups: the scorer reads user ranges and prunes by row-group statistics.
-        indexed.repartition("day").sortWithinPartitions("user_idx", "item_idx") \
-            .write.mode("overwrite").option("parquet.block.size", 8 * 1024 * 1024) \
-            .partitionBy("day").parquet(str(out / "daily"))
-
-        summary = daily.agg(
-            F.countDistinct("user_id").alias("users"),
-            F.countDistinct("item_id").alias("items"),
-            F.countDistinct("user_id", "item_id").alias("pairs"),
-            F.count(F.lit(1)).alias("daily_rows"),
-        ).first()
-        deduped_count = deduped.count()
-        daily.unpersist()
+        (indexed.repartition("day").sortWithinPartitions("user_idx", "item_idx")
+         .write.mode("append").option("parquet.block.size", 8 * 1024 * 1024)
+         .partitionBy("day").parquet(str(out / "daily")))
     finally:
-        checked.unpersist()
+        daily.unpersist()
 
-    users_n, items_n, pairs = summary["users"], summary["items"], summary["pairs"]
-    return {
-        "events_read": events_read,
-        "events_rejected": rejected,
-        "rejected_by_reason": dict(sorted(by_reason.items())),
-        "rejected_share": share,
-        "duplicates_dropped": accepted - deduped_count,
-        "users": users_n,
-        "items": items_n,
-        "pairs": pairs,
-        "daily_rows": summary["daily_rows"],
-        "density": pairs / (users_n * items_n) if users_n and items_n else 0.0,
-        "new_users": new_users,
-        "new_items": new_items,
-    }
+    window_daily = spark.read.parquet(str(out / "daily"))
+    summary = window_daily.agg(
+        F.countDistinct("user_idx").alias("users"),
+        F.countDistinct("item_idx").alias("items"),
+        F.countDistinct("user_idx", "item_idx").alias("pairs"),
+        F.count(F.lit(1)).alias("daily_rows"),
+    ).first()
+    window = {"users": summary["users"], "items": summary["items"], "pairs": summary["pairs"],
+              "daily_rows": summary["daily_rows"], "new_users": new_users, "new_items": new_items,
+              "vocabulary_users": n_users, "vocabulary_items": n_items, "kcore": None}
+    if cfg.kcore:
+        window["kcore"] = kcore(spark, window_daily, cfg.kcore, out / "kcore")
+    return per_day, window
+
+
+def _maybe_broadcast(df: "DataFrame", rows: int, limit: int) -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    return F.broadcast(df) if rows <= limit else df
+
+
+def _count_quarantine(spark: "SparkSession", quarantine: Path, days: list[str]) -> dict[str, dict[str, int]]:
+    """Rejected rows per day and reason, counted from what was written to quarantine."""
+    dirs = [str(quarantine / f"day={d}") for d in days if (quarantine / f"day={d}").is_dir()]
+    if not dirs:
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    df = spark.read.option("basePath", str(quarantine)).parquet(*dirs)
+    for row in df.groupBy("day", "reason").count().collect():
+        counts.setdefault(str(row["day"]), {})[row["reason"]] = row["count"]
+    return counts

@@ -9,19 +9,25 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def get_spark(master: str = "local[*]", driver_memory: str = "2g", app_name: str = "genrec-extract") -> "SparkSession":
-    """Get or create the session; UTC everywhere, no UI, small shuffles for local mode."""
+def get_spark(master: str | None = "local[*]", driver_memory: str = "2g",
+              app_name: str = "genrec-extract") -> "SparkSession":
+    """Get or create the session; UTC everywhere, no UI, small shuffles for local mode.
+
+    `master=None` keeps what spark-submit configured (the cluster's master, its memory settings).
+    """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master).config("spark.driver.memory", driver_memory).config("spark.ui.enabled", "false")
+    local = master is not None and master.startswith("local")
     builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.driver.memory", driver_memory)
+        builder
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "8" if master.startswith("local") else "200")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "8" if local else "200")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
