@@ -135,6 +135,13 @@ def cmd_bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
     return scoring_bench.run(args.users, args.items, k=args.k, chunk=args.chunk_size, threads=args.threads)
 
 
+def cmd_bench_extract(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.benchmarks import extract_bench
+
+    return extract_bench.run(args.users, args.items, days=args.days, driver_memory=args.driver_memory,
+                             master=args.master)
+
+
 def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
     from genrec_core.benchmarks import quality_bench
 
@@ -213,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--chunk-size", type=int, default=0, help="users per chunk; 0: a 256 MB score matrix")
     bs.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     bs.set_defaults(func=cmd_bench_scoring)
+    be = bench.add_parser("extract", help="Spark extract events/s (full and incremental) vs a bare read + groupBy")
+    be.add_argument("--users", type=_positive, default=1_000_000)
+    be.add_argument("--items", type=_positive, default=100_000)
+    be.add_argument("--days", type=_positive, default=30)
+    be.add_argument("--driver-memory", default="6g", help="JVM heap of the local-mode driver")
+    be.add_argument("--master", default="local[2]")
+    be.set_defaults(func=cmd_bench_extract)
     bq = bench.add_parser("quality", help="test metrics of every model on a public data set's fixed split")
     bq.add_argument("--dataset", required=True, choices=["ml-1m", "ml-100k", "lastfm"])
     bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae")

@@ -188,8 +188,10 @@ class Storage:
         tmp = Path(tempfile.mkdtemp(prefix="genrec-mirror-"))
         try:
             paths = []
+            names = [uri.rstrip("/").rsplit("/", 1)[-1] for uri in uris]
             for i, uri in enumerate(uris):
-                local = tmp / str(i) / uri.rstrip("/").rsplit("/", 1)[-1]
+                # Unique names stay side by side (Spark reads dt=... partitions from one parent).
+                local = tmp / names[i] if names.count(names[i]) == 1 else tmp / str(i) / names[i]
                 if self.exists(uri):
                     self.copy_dir(uri, str(local))
                 paths.append(local)

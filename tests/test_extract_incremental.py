@@ -19,7 +19,7 @@ from tests.conftest import RUN_DATE, make_settings
 pytestmark = pytest.mark.integration
 
 YESTERDAY = RUN_DATE - dt.timedelta(days=1)
-VOLATILE = {"mode", "days_read", "previous_extract"}
+VOLATILE = {"mode", "days_read", "previous_extract", "timings"}
 
 
 def _table(path, sort: list[str]) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,15 @@ from genrec_core.config import Settings
 from genrec_core.contract import CAPPED_USER_DAY, partition_name
 from genrec_core.errors import DataError
 from genrec_core.extract.read import RawPartition, read_events, source_digest
-from genrec_core.extract.transform import aggregate, cap_user_days, grow_vocabulary, kcore, rejection_reason
+from genrec_core.extract.transform import (
+    aggregate,
+    grow_vocabulary,
+    kcore,
+    over_cap,
+    rejection_reason,
+    user_days,
+    window_counts,
+)
 from genrec_core.storage import Storage, join
 
 if TYPE_CHECKING:
@@ -36,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_QUARANTINE_COLUMNS = ("user_id", "item_id", "event_type", "event_ts_raw", "value_raw", "source_file", "reason")
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,7 @@ def _window_stats(per_day: dict[str, dict[str, Any]], window: dict[str, Any], se
         "weighting": {"decay_half_life_days": settings.extract.decay_half_life_days,
                       "count_weight": settings.extract.count_weight},
         "kcore": window["kcore"],
+        "timings": window["timings"],
         "per_day": dict(sorted(per_day.items())),
     }
 
@@ -210,22 +219,23 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
     from pyspark.sql import functions as F
 
     cfg = settings.extract
+    watch = _Stopwatch()
     quarantine = out / "quarantine"
     raw = read_events(spark, parts, cfg.format)
     if raw is None:
         raise DataError(f"no data files in {[p.uri for p in parts]} (format {cfg.format}); "
                         f"the run date {run_date} needs data")
     checked = raw.withColumn("reason", rejection_reason())
-    (checked.filter(F.col("reason").isNotNull())
-     .select(*_QUARANTINE_COLUMNS, F.col("dt").alias("day"))
-     .write.mode("append").partitionBy("day").parquet(str(quarantine)))
+    _to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantine)
     rejected = _count_quarantine(spark, quarantine, [p.day.isoformat() for p in parts])
+    watch.lap("validate_and_quarantine")
 
     good = checked.filter(F.col("reason").isNull()).drop("reason")
     daily = aggregate(good, settings).persist(StorageLevel.MEMORY_AND_DISK)
+    per_user_day = user_days(daily).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        accepted = {r["dt"]: (r["accepted"], r["distinct"]) for r in daily.groupBy("dt").agg(
-            F.sum("accepted").alias("accepted"), F.sum("events").alias("distinct")).collect()}
+        accepted = {r["dt"]: (r["accepted"], r["events"]) for r in per_user_day.groupBy("dt").agg(
+            F.sum("accepted").alias("accepted"), F.sum("events").alias("events")).collect()}
         per_day = {}
         for part in parts:
             day = part.day.isoformat()
@@ -234,32 +244,35 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
             per_day[day] = {"events_read": n_accepted + sum(by_reason.values()), "events_rejected": sum(by_reason.values()),
                             "rejected_by_reason": dict(sorted(by_reason.items())),
                             "duplicates_dropped": n_accepted - n_distinct, "events_capped": 0, "user_days_capped": 0}
+        watch.lap("aggregate")
         _check_rejected_share(per_day, settings, run_date, quarantine)
-
-        if cfg.max_events_per_user_day is not None:
-            capped, capped_rows, daily_kept = cap_user_days(daily, good, cfg.max_events_per_user_day)
-            if capped:
-                (capped_rows.withColumn("reason", F.lit(CAPPED_USER_DAY))
-                 .select(*_QUARANTINE_COLUMNS, F.col("dt").alias("day"))
-                 .write.mode("append").partitionBy("day").parquet(str(quarantine)))
-                for day, (events, user_days) in capped.items():
-                    per_day[day]["events_capped"] = events
-                    per_day[day]["user_days_capped"] = user_days
-                daily_kept = daily_kept.persist(StorageLevel.MEMORY_AND_DISK)
-                daily.unpersist()
-                daily = daily_kept
         if per_day[run_date.isoformat()]["events_read"] - per_day[run_date.isoformat()]["events_rejected"] == 0:
             raise DataError(f"no valid events on the run date {run_date} (files: {[p.uri for p in parts][-1]}); "
                             "refusing to build recommendations without the day's data")
 
+        kept_users = per_user_day
+        if cfg.max_events_per_user_day is not None:
+            capped, keys = over_cap(per_user_day, cfg.max_events_per_user_day)
+            if keys is not None:
+                _to_quarantine(good.join(keys, ["user_id", "dt"], "left_semi")
+                               .withColumn("reason", F.lit(CAPPED_USER_DAY)), quarantine)
+                for day, (events, n_user_days) in capped.items():
+                    per_day[day]["events_capped"] = events
+                    per_day[day]["user_days_capped"] = n_user_days
+                kept = daily.join(keys, ["user_id", "dt"], "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+                daily.unpersist()
+                daily = kept
+                kept_users = per_user_day.filter(F.col("accepted") <= cfg.max_events_per_user_day)
+        watch.lap("bot_guard")
         prev_users = prev_vocab / "users" if prev_vocab else None
         prev_items = prev_vocab / "items" if prev_vocab else None
-        new_users, n_users = grow_vocabulary(spark, daily.select(F.col("user_id").alias("id")), prev_users,
+        new_users, n_users = grow_vocabulary(spark, kept_users.select(F.col("user_id").alias("id")), prev_users,
                                              out / "vocab" / "users")
         new_items, n_items = grow_vocabulary(spark, daily.select(F.col("item_id").alias("id")), prev_items,
                                              out / "vocab" / "items")
         users = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "users")), n_users, cfg.broadcast_vocab_max)
         items = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "items")), n_items, cfg.broadcast_vocab_max)
+        watch.lap("vocabularies")
         indexed = (daily
                    .join(users.withColumnRenamed("id", "user_id").withColumnRenamed("idx", "user_idx"), "user_id")
                    .join(items.withColumnRenamed("id", "item_id").withColumnRenamed("idx", "item_idx"), "item_id")
@@ -270,20 +283,43 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
          .partitionBy("day").parquet(str(out / "daily")))
     finally:
         daily.unpersist()
+        per_user_day.unpersist()
 
+    watch.lap("index_and_write")
     window_daily = spark.read.parquet(str(out / "daily"))
-    summary = window_daily.agg(
-        F.countDistinct("user_idx").alias("users"),
-        F.countDistinct("item_idx").alias("items"),
-        F.countDistinct("user_idx", "item_idx").alias("pairs"),
-        F.count(F.lit(1)).alias("daily_rows"),
-    ).first()
-    window = {"users": summary["users"], "items": summary["items"], "pairs": summary["pairs"],
-              "daily_rows": summary["daily_rows"], "new_users": new_users, "new_items": new_items,
+    counts = window_counts(window_daily)
+    window = {**counts, "new_users": new_users, "new_items": new_items,
               "vocabulary_users": n_users, "vocabulary_items": n_items, "kcore": None}
+    watch.lap("window_stats")
     if cfg.kcore:
         window["kcore"] = kcore(spark, window_daily, cfg.kcore, out / "kcore")
+        watch.lap("kcore")
+    window["timings"] = watch.laps
     return per_day, window
+
+
+class _Stopwatch:
+    """Seconds per phase, each lap measured from the previous one (reported in stats["timings"])."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps[phase] = round(now - self.last, 2)
+        self.last = now
+
+
+def _to_quarantine(rows: "DataFrame", quarantine: Path) -> None:
+    """Append rejected rows (raw text where there was text, the typed value otherwise) under day=... partitions."""
+    from pyspark.sql import functions as F
+
+    (rows.select("user_id", "item_id", "event_type",
+                 F.coalesce("event_ts_raw", F.col("event_ts").cast("string")).alias("event_ts_raw"),
+                 F.coalesce("value_raw", F.col("value").cast("string")).alias("value_raw"),
+                 "source_file", "reason", F.col("dt").alias("day"))
+     .write.mode("append").partitionBy("day").parquet(str(quarantine)))
 
 
 def _maybe_broadcast(df: "DataFrame", rows: int, limit: int) -> "DataFrame":

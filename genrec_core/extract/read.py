@@ -55,15 +55,20 @@ def source_digest(files: list[tuple[str, int]]) -> str:
 
 
 def read_events(spark: "SparkSession", parts: list[RawPartition], fmt: str) -> "DataFrame | None":
-    """All rows of the given partitions, normalised; None when they hold no data files."""
+    """All rows of the given partitions, normalised; None when they hold no data files.
+
+    Files with the same column layout are read in one scan across days; `dt` comes from
+    the partition directory's name (the partitions must share one parent directory).
+    """
+    if len({p.path.parent for p in parts}) > 1:
+        raise ValueError(f"raw partitions must share one parent directory: {[str(p.path) for p in parts]}")
     reader = {"parquet": _read_parquet_group, "csv": _read_csv_group, "jsonl": _read_json_group}[fmt]
-    frames = []
+    groups: dict[tuple, list[Path]] = defaultdict(list)
     for part in parts:
-        groups: dict[tuple, list[Path]] = defaultdict(list)
         for file in data_files(part.path):
             groups[_signature(file, fmt, part)].append(file)
-        for signature, files in sorted(groups.items(), key=lambda kv: str(kv[1][0])):
-            frames.append(reader(spark, files, signature, part))
+    frames = [reader(spark, files, signature, parts[0].path.parent)
+              for signature, files in sorted(groups.items(), key=lambda kv: str(kv[1][0]))]
     if not frames:
         return None
     out = frames[0]
@@ -102,18 +107,12 @@ def _csv_header(file: Path) -> list[str]:
     return next(csv.reader(io.StringIO(first)), [])
 
 
-def _with_common(df: "DataFrame", part: RawPartition) -> "DataFrame":
-    from pyspark.sql import functions as F
-
-    return df.withColumn("dt", F.lit(part.day.isoformat()))
-
-
-def _read_parquet_group(spark: "SparkSession", files: list[Path], signature: tuple,
-                        part: RawPartition) -> "DataFrame":
+def _read_parquet_group(spark: "SparkSession", files: list[Path], signature: tuple, base: Path) -> "DataFrame":
     from pyspark.sql import functions as F
 
     types = dict(signature)
-    df = spark.read.parquet(*[str(f) for f in files]).withColumn("source_file", F.col("_metadata.file_path"))
+    df = spark.read.option("basePath", str(base)).parquet(*[str(f) for f in files]) \
+        .withColumn("source_file", F.col("_metadata.file_path"))
     drift = [c for c in LOG_COLUMNS if c in types and not _usable(c, types[c])]
     cols = {}
     for c in LOG_COLUMNS:
@@ -124,43 +123,46 @@ def _read_parquet_group(spark: "SparkSession", files: list[Path], signature: tup
         else:
             cols[c] = F.col(c)
     parsed = _parse(cols, typed={c: types.get(c, "string") for c in LOG_COLUMNS}, drift=bool(drift))
-    return _with_common(df.select(*parsed, F.lit(False).alias("malformed"), F.lit(bool(drift)).alias("drift"),
-                                  "source_file"), part)
+    return df.select(*parsed, F.lit(False).alias("malformed"), F.lit(bool(drift)).alias("drift"), "source_file", "dt")
 
 
-def _read_csv_group(spark: "SparkSession", files: list[Path], signature: tuple, part: RawPartition) -> "DataFrame":
+def _read_csv_group(spark: "SparkSession", files: list[Path], signature: tuple, base: Path) -> "DataFrame":
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
     names = [c for c, _ in signature]
     # The schema follows this group's header order, so Spark's positional mapping is right.
     schema = StructType([StructField(n, StringType()) for n in names] + [StructField(_CORRUPT, StringType())])
-    df = (spark.read.schema(schema).option("header", True).option("mode", "PERMISSIVE")
+    df = (spark.read.schema(schema).option("header", True).option("mode", "PERMISSIVE").option("basePath", str(base))
           .option("columnNameOfCorruptRecord", _CORRUPT).csv([str(f) for f in files]))
-    return _text_frame(df, set(names), part)
+    return _text_frame(df, set(names))
 
 
-def _read_json_group(spark: "SparkSession", files: list[Path], signature: tuple, part: RawPartition) -> "DataFrame":
+def _read_json_group(spark: "SparkSession", files: list[Path], signature: tuple, base: Path) -> "DataFrame":
     from pyspark.sql.types import StringType, StructField, StructType
 
     schema = StructType([StructField(n, StringType()) for n in LOG_COLUMNS] + [StructField(_CORRUPT, StringType())])
-    df = (spark.read.schema(schema).option("mode", "PERMISSIVE")
+    df = (spark.read.schema(schema).option("mode", "PERMISSIVE").option("basePath", str(base))
           .option("columnNameOfCorruptRecord", _CORRUPT).json([str(f) for f in files]))
-    return _text_frame(df, set(LOG_COLUMNS), part)
+    return _text_frame(df, set(LOG_COLUMNS))
 
 
-def _text_frame(df: "DataFrame", present: set[str], part: RawPartition) -> "DataFrame":
+def _text_frame(df: "DataFrame", present: set[str]) -> "DataFrame":
     from pyspark.sql import functions as F
 
     df = df.withColumn("source_file", F.col("_metadata.file_path"))
     cols = {c: F.col(c) if c in present else F.lit(None).cast("string") for c in LOG_COLUMNS}
     parsed = _parse(cols, typed={c: "string" for c in LOG_COLUMNS}, drift=False)
-    return _with_common(df.select(*parsed, F.col(_CORRUPT).isNotNull().alias("malformed"), F.lit(False).alias("drift"),
-                                  "source_file"), part)
+    return df.select(*parsed, F.col(_CORRUPT).isNotNull().alias("malformed"), F.lit(False).alias("drift"),
+                     "source_file", "dt")
 
 
 def _parse(cols: dict[str, "Column"], typed: dict[str, str], drift: bool) -> list["Column"]:
-    """Parsed columns plus the raw text of the two that are parsed from text (kept for quarantine)."""
+    """Parsed columns plus the raw text of the two that are parsed from text (kept for quarantine).
+
+    A typed Parquet column has no raw text (null): quarantine prints its parsed value instead,
+    so valid rows never pay for a conversion to text.
+    """
     from pyspark.sql import functions as F
 
     if drift:  # a drifted file is quarantined whole; keep every value as text
@@ -171,9 +173,11 @@ def _parse(cols: dict[str, "Column"], typed: dict[str, str], drift: bool) -> lis
     event_ts = cols["event_ts"].cast("timestamp") if ts_type.startswith(("timestamp", "date")) \
         else cols["event_ts"].try_cast("timestamp")
     value = cols["value"].cast("double") if value_type != "string" else cols["value"].try_cast("double")
+    text = F.lit(None).cast("string")
     return [cols[c].cast("string").alias(c) for c in ("user_id", "item_id", "event_type")] + [
         event_ts.alias("event_ts"), value.alias("value"),
-        cols["event_ts"].cast("string").alias("event_ts_raw"), cols["value"].cast("string").alias("value_raw")]
+        (cols["event_ts"] if ts_type == "string" else text).alias("event_ts_raw"),
+        (cols["value"] if value_type == "string" else text).alias("value_raw")]
 
 
 def _is_nested(arrow_type: str) -> bool:

@@ -38,7 +38,7 @@ def rejection_reason() -> "Column":
         .when(blank("item_id"), REJECT_EMPTY_ITEM)
         .when(F.col("event_type").isNull() | ~F.col("event_type").isin(list(EVENT_TYPES)), REJECT_EVENT_TYPE)
         .when(F.col("event_ts").isNull(), REJECT_TIMESTAMP)  # missing or unparseable
-        .when(F.date_format("event_ts", "yyyy-MM-dd") != F.col("dt"), REJECT_OUT_OF_PARTITION)
+        .when(F.to_date("event_ts") != F.to_date("dt"), REJECT_OUT_OF_PARTITION)
         .when(F.col("value").isNull() & F.col("value_raw").isNotNull(), REJECT_VALUE)  # unparseable
         .when(F.col("value").isNotNull() & bad_number, REJECT_VALUE)
         .when((F.col("event_type") == "rating") & F.col("value").isNull(), REJECT_VALUE)
@@ -68,9 +68,10 @@ def aggregate(good: "DataFrame", settings: Settings) -> "DataFrame":
     """
     from pyspark.sql import functions as F
 
-    # One shuffle: hash-partitioning on the pair's key also clusters the finer dedupe key.
+    # One shuffle: partitions hashed on (user_id, dt) also cluster the pair key, the finer dedupe
+    # key and the bot guard's user-day key, so none of the aggregations below shuffles again.
     rows = good.select("user_id", "item_id", "dt", "event_type", "event_ts", "value") \
-        .repartition("user_id", "item_id", "dt")
+        .repartition("user_id", "dt")
     distinct = rows.groupBy("user_id", "item_id", "dt", "event_type", "event_ts", "value") \
         .agg(F.count(F.lit(1)).alias("copies"))
     return (distinct.withColumn("weight", event_weight(settings))
@@ -79,23 +80,40 @@ def aggregate(good: "DataFrame", settings: Settings) -> "DataFrame":
                  F.sum("copies").alias("accepted")))
 
 
-def cap_user_days(daily: "DataFrame", good: "DataFrame",
-                  cap: int) -> tuple[dict[str, tuple[int, int]], "DataFrame | None", "DataFrame"]:
-    """Bot guard: user-days with more than `cap` accepted events are dropped whole.
+def user_days(daily: "DataFrame") -> "DataFrame":
+    """Per (user_id, dt): accepted raw rows and distinct events; the bot guard and per-day counts read it."""
+    from pyspark.sql import functions as F
 
-    Returns ({day: (events, user_days) capped}, the raw rows of those user-days for quarantine, daily without them).
+    return daily.groupBy("user_id", "dt").agg(F.sum("accepted").alias("accepted"), F.sum("events").alias("events"))
+
+
+def over_cap(per_user_day: "DataFrame", cap: int) -> tuple[dict[str, tuple[int, int]], "DataFrame | None"]:
+    """Bot guard: the (user_id, dt) keys with more than `cap` accepted events; such a user-day is dropped whole.
+
+    Returns ({day: (events, user_days) over the cap}, the keys, broadcast when small) or ({}, None).
     """
     from pyspark.sql import functions as F
 
-    over = daily.groupBy("user_id", "dt").agg(F.sum("accepted").alias("n")).filter(F.col("n") > cap)
-    summary = over.groupBy("dt").agg(F.sum("n").alias("events"), F.count(F.lit(1)).alias("user_days")).collect()
+    over = per_user_day.filter(F.col("accepted") > cap)
+    summary = over.groupBy("dt").agg(F.sum("accepted").alias("events"), F.count(F.lit(1)).alias("user_days")).collect()
     if not summary:
-        return {}, None, daily
+        return {}, None
     keys = over.select("user_id", "dt")
     if sum(row["user_days"] for row in summary) <= _BROADCAST_KEYS_MAX:
         keys = F.broadcast(keys)
-    capped = {row["dt"]: (row["events"], row["user_days"]) for row in summary}
-    return capped, good.join(keys, ["user_id", "dt"], "left_semi"), daily.join(keys, ["user_id", "dt"], "left_anti")
+    return {row["dt"]: (row["events"], row["user_days"]) for row in summary}, keys
+
+
+def window_counts(window_daily: "DataFrame") -> dict[str, int]:
+    """Distinct users, items and (user, item) pairs, and rows, of the window's daily aggregates."""
+    from pyspark import StorageLevel
+
+    pairs = window_daily.select("user_idx", "item_idx").distinct().persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return {"pairs": pairs.count(), "users": pairs.select("user_idx").distinct().count(),
+                "items": pairs.select("item_idx").distinct().count(), "daily_rows": window_daily.count()}
+    finally:
+        pairs.unpersist()
 
 
 def grow_vocabulary(spark: "SparkSession", ids: "DataFrame", previous: Path | None, dest: Path) -> tuple[int, int]:
