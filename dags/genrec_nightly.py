@@ -6,10 +6,17 @@ covers (`data_interval_start`). A run triggered at time T (nightly, manual or
 `airflow dags test genrec_nightly T`) processes the last complete day before T;
 a backfill of logical dates D1..D2 processes exactly those days.
 
-Reads raw log partitions through D only, trains on the days before D, evaluates on D, scores every user with history through D and
-publishes the lists to Postgres (`genrec.recommendations`, partition D) and to
-`{output_uri}/recommendations/dt=D/`.
+extract (Spark, partitions through D) -> data checks -> train (days before D) ->
+evaluate (held-out day D) -> quality gate (beat popularity, stay within a margin of
+the model published for D-1) -> score (mapped over shards) -> publish S3, then
+Postgres (partition D, swapped in atomically; updates the `genrec_recommendations`
+Asset) -> record run. A gate rejection publishes nothing: the previous lists stay
+served and the run is recorded as `rejected` in `genrec.runs`.
 
+Connections: `genrec_postgres`, `genrec_s3` (optional; else `GENREC_*` settings).
+Train, gate and score run on the `gpu` queue (`GENREC_GPU_QUEUE`). Failures and gate
+rejections alert through `GenrecNotifier`; `genrec_watchdog` alerts when D is still
+unpublished at the configured hour.
 Wiring only: every task is one call into `genrec_core.pipeline`; tasks hand each
 other URIs and small summaries through XCom.
 """
@@ -17,8 +24,13 @@ other URIs and small summaries through XCom.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from genrec_airflow.assets import RECOMMENDATIONS
+from genrec_airflow.notifiers import GenrecNotifier
+
+GPU_QUEUE = os.environ.get("GENREC_GPU_QUEUE", "gpu")
 
 DEFAULT_ARGS = {
     "owner": "genrec",
@@ -26,13 +38,14 @@ DEFAULT_ARGS = {
     "retry_delay": dt.timedelta(minutes=5),
     "retry_exponential_backoff": True,
     "execution_timeout": dt.timedelta(hours=2),
+    "on_failure_callback": [GenrecNotifier("failure")],
 }
 
 
 @dag(
     dag_id="genrec_nightly",
     # Midnight-aligned so each data interval is one calendar day D; the run fires when D ends.
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(os.environ.get("GENREC_SCHEDULE", "0 0 * * *"), timezone="UTC"),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=2,
@@ -40,102 +53,130 @@ DEFAULT_ARGS = {
     tags=["genrec", "recommendations"],
     doc_md=__doc__,
     params={
-        "model": Param("mult_vae", type="string", enum=["mult_vae", "ease", "item_knn", "popularity"], description="Model to train"),
+        "model": Param("mult_vae", type="string", enum=["mult_vae", "ease", "item_knn", "popularity"],
+                       description="Model to train"),
         "k": Param(10, type="integer", minimum=1, maximum=1000, description="List length per user"),
         "lookback_days": Param(30, type="integer", minimum=2, maximum=3650, description="Days of logs in the window"),
+        "force_publish": Param(False, type="boolean",
+                               description="Publish even if the quality gate rejects (recorded as forced)"),
     },
 )
 def genrec_nightly() -> None:
     @task
     def extract(**context) -> dict:
-        from genrec_core import orchestration, pipeline
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
-        return pipeline.extract(orchestration.settings_for_run(context["params"]), orchestration.run_date_of(context))
+        return pipeline.extract(runtime.settings(context), runtime.run_date(context))
 
     @task
     def check_data(extracted: dict, **context) -> dict:
-        from genrec_core import orchestration, pipeline
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
-        return pipeline.check_data(orchestration.settings_for_run(context["params"]), extracted["stats"])
+        return pipeline.check_data(runtime.settings(context), extracted["stats"])
 
-    @task
+    @task(queue=GPU_QUEUE)
     def train(extracted: dict, checks: dict, **context) -> dict:
-        from genrec_core import orchestration, pipeline
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
-        return pipeline.train(orchestration.settings_for_run(context["params"]), orchestration.run_date_of(context),
-                              extracted["extract_uri"])
+        return pipeline.train(runtime.settings(context), runtime.run_date(context), extracted["extract_uri"])
 
     @task
     def evaluate(extracted: dict, trained: dict, **context) -> dict:
-        from genrec_core import orchestration, pipeline
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
-        return pipeline.evaluate(orchestration.settings_for_run(context["params"]),
-                                 orchestration.run_date_of(context), extracted["extract_uri"], trained["model_uri"])
+        return pipeline.evaluate(runtime.settings(context), runtime.run_date(context), extracted["extract_uri"],
+                                 trained["model_uri"])
+
+    @task(queue=GPU_QUEUE, retries=0)  # a rejection is a decision, not a transient failure
+    def gate(extracted: dict, trained: dict, evaluation: dict, **context) -> dict:
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
+
+        record = {"model": trained["model"], "model_version": pipeline.model_version(trained),
+                  "artifacts": {"extract": extracted["extract_uri"], "model": trained["model_uri"]},
+                  "started_at": context["dag_run"].start_date.isoformat() if context["dag_run"].start_date else None}
+        return pipeline.gate(runtime.settings(context), runtime.run_date(context), extracted["extract_uri"],
+                             evaluation, record)
 
     @task
     def shard_plan(**context) -> list[int]:
-        from genrec_core import orchestration, pipeline
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
-        return pipeline.shard_plan(orchestration.settings_for_run(context["params"]))
+        return pipeline.shard_plan(runtime.settings(context))
+
+    @task(queue=GPU_QUEUE)
+    def score(shard: int, extracted: dict, trained: dict, decision: dict, **context) -> dict:
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
+
+        return pipeline.score(runtime.settings(context), runtime.run_date(context), extracted["extract_uri"],
+                              trained["model_uri"], shard)
 
     @task
-    def score(shard: int, extracted: dict, trained: dict, evaluation: dict, **context) -> dict:
-        from genrec_core import orchestration, pipeline
+    def scoring_done(shards: list[dict], **context) -> dict:
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
-        return pipeline.score(orchestration.settings_for_run(context["params"]), orchestration.run_date_of(context),
-                              extracted["extract_uri"], trained["model_uri"], shard)
-
-    @task
-    def scoring_done(shards: list[dict], extracted: dict, **context) -> dict:
-        from genrec_core import orchestration, pipeline
-
-        return {"scored_uri": pipeline.scored_uri_for(orchestration.settings_for_run(context["params"]),
-                                                      orchestration.run_date_of(context)),
+        return {"scored_uri": pipeline.scored_uri_for(runtime.settings(context), runtime.run_date(context)),
                 "rows": sum(s["rows"] for s in shards), "users": sum(s["users"] for s in shards)}
 
     @task
     def publish_object_store(scored: dict, trained: dict, **context) -> dict:
-        from genrec_core import orchestration, pipeline
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
         return pipeline.publish_object_store(
-            orchestration.settings_for_run(context["params"]), orchestration.run_date_of(context),
-            scored["scored_uri"], {"model": trained["model"], "model_uri": trained["model_uri"],
-                                   "model_version": pipeline.model_version(trained)})
+            runtime.settings(context), runtime.run_date(context), scored["scored_uri"],
+            {"model": trained["model"], "model_uri": trained["model_uri"],
+             "model_version": pipeline.model_version(trained)})
 
-    @task
-    def publish_postgres(scored: dict, trained: dict, evaluation: dict, extracted: dict, **context) -> dict:
-        from genrec_core import orchestration, pipeline
+    @task(outlets=[RECOMMENDATIONS])
+    def publish_postgres(scored: dict, trained: dict, evaluation: dict, decision: dict, extracted: dict,
+                         **context) -> dict:
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
         record = {"model": trained["model"], "model_version": pipeline.model_version(trained),
-                  "metrics": evaluation["model"],
+                  "metrics": {**evaluation["model"], "gate": decision},
                   "artifacts": {"extract": extracted["extract_uri"], "model": trained["model_uri"],
                                 "scored": scored["scored_uri"]},
                   "started_at": context["dag_run"].start_date.isoformat() if context["dag_run"].start_date else None}
-        return pipeline.publish_postgres(orchestration.settings_for_run(context["params"]),
-                                         orchestration.run_date_of(context), scored["scored_uri"], record)
+        run_date = runtime.run_date(context)
+        published = pipeline.publish_postgres(runtime.settings(context), run_date, scored["scored_uri"], record)
+        context["outlet_events"][RECOMMENDATIONS].extra = {
+            "run_date": run_date.isoformat(), "rows": published["rows_published"],
+            "model_version": record["model_version"]}
+        return published
 
     @task
-    def record_run(extracted: dict, trained: dict, evaluation: dict, scored: dict, s3: dict, pg: dict,
-                   **context) -> str:
-        from genrec_core import orchestration, pipeline
+    def record_run(extracted: dict, trained: dict, evaluation: dict, decision: dict, scored: dict, s3: dict,
+                   pg: dict, **context) -> str:
+        from genrec_airflow import runtime
+        from genrec_core import pipeline
 
-        settings = orchestration.settings_for_run(context["params"])
-        run_date = orchestration.run_date_of(context)
+        settings, run_date = runtime.settings(context), runtime.run_date(context)
         uris = {"extract": extracted["extract_uri"], "model": trained["model_uri"], "scored": scored["scored_uri"],
                 "recommendations": s3["uri"]}
         summary = pipeline.build_summary(run_date, settings, extracted, evaluation, pg["rows_published"], uris)
+        summary["gate"] = decision
         return pipeline.record_run(settings, run_date, summary)
 
     extracted = extract()
     checks = check_data(extracted)
     trained = train(extracted, checks)
     evaluation = evaluate(extracted, trained)
-    shards = score.partial(extracted=extracted, trained=trained, evaluation=evaluation).expand(shard=shard_plan())
-    scored = scoring_done(shards, extracted)
+    decision = gate(extracted, trained, evaluation)
+    shards = score.partial(extracted=extracted, trained=trained, decision=decision).expand(shard=shard_plan())
+    scored = scoring_done(shards)
     s3 = publish_object_store(scored, trained)
-    pg = publish_postgres(scored, trained, evaluation, extracted)
+    pg = publish_postgres(scored, trained, evaluation, decision, extracted)
     s3 >> pg  # files first, then the Postgres swap that makes D the served date
-    record_run(extracted, trained, evaluation, scored, s3, pg)
+    record_run(extracted, trained, evaluation, decision, scored, s3, pg)
 
 
 genrec_nightly()

@@ -25,7 +25,8 @@ def airflow_env(airflow_home: Path, extra: dict[str, str] | None = None) -> dict
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), str(PROJECT_ROOT / "plugins"),
+                                                    env.get("PYTHONPATH")])),
     })
     env.update(extra or {})
     return env

@@ -73,6 +73,14 @@ class ExtractConfig(_Section):
         5_000_000, ge=0, description="vocabularies up to this size are broadcast to the executors when indexing")
 
 
+class GateConfig(_Section):
+    """Champion/challenger gate on the held-out day (see genrec_core/gate.py)."""
+
+    metric: Literal["ndcg", "recall", "precision"] = Field("ndcg", description="compared at k")
+    margin: float = Field(0.05, ge=0.0, lt=1.0, description="allowed relative drop below the champion")
+    min_users: int = Field(10, ge=1, description="fewest users with held-out items for a meaningful comparison")
+
+
 class S3Config(_Section):
     """Where ``s3://`` URIs point. Empty endpoint means AWS's default."""
 
@@ -121,6 +129,8 @@ class Settings(BaseSettings):
     pg_dsn: SecretStr | None = None
     s3: S3Config = Field(default_factory=S3Config)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    force_publish: bool = Field(False, description="publish even when the quality gate rejects (recorded as forced)")
     mult_vae: MultVAEConfig = Field(default_factory=MultVAEConfig)
     ease: EASEConfig = Field(default_factory=EASEConfig)
     item_knn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)

@@ -15,3 +15,7 @@ class DataError(GenrecError):
 
 class ServiceError(GenrecError):
     """A service genrec talks to (Postgres, S3) is unreachable or misbehaves."""
+
+
+class GateRejected(GenrecError):
+    """The quality gate refused to publish a run's lists (the reasons are in the message)."""

@@ -14,14 +14,14 @@ from genrec_core.config import Settings, load_settings
 from genrec_core.pipeline import parse_run_date
 
 # DAG params that map onto settings of the same name.
-PARAM_SETTINGS = ("model", "k", "lookback_days")
+PARAM_SETTINGS = ("model", "k", "lookback_days", "force_publish")
 
 
-def settings_for_run(params: Mapping[str, Any] | None, pg_dsn: str | None = None) -> Settings:
-    """Settings from file/env, overridden by the run's params (validated here, once)."""
-    overrides = {name: params[name] for name in PARAM_SETTINGS if params and params.get(name) is not None}
-    if pg_dsn:
-        overrides["pg_dsn"] = pg_dsn
+def settings_for_run(params: Mapping[str, Any] | None, **connections: Any) -> Settings:
+    """Settings from file/env, then `connections` (plain values the caller resolved, e.g. `pg_dsn`, `s3`),
+    then the run's params; validated here, once, so a bad param fails the task at once by name."""
+    overrides = {key: value for key, value in connections.items() if value is not None}
+    overrides.update({name: params[name] for name in PARAM_SETTINGS if params and params.get(name) is not None})
     return load_settings(**overrides)
 
 

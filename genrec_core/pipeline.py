@@ -15,7 +15,7 @@ from typing import Any
 from genrec_core.config import Settings
 from genrec_core.contract import partition_name
 from genrec_core.data.interactions import ExtractedData
-from genrec_core.errors import ConfigError, DataError
+from genrec_core.errors import ConfigError, DataError, GateRejected
 from genrec_core.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,41 @@ def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri:
     return {"model": metrics, "popularity": baseline_metrics}
 
 
+def gate(settings: Settings, run_date: dt.date, extract_uri: str, evaluation: dict[str, Any],
+         run_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Champion/challenger gate; raise GateRejected (after recording the run as rejected) when it fails."""
+    from genrec_core import gate as quality_gate
+    from genrec_core.evaluate import evaluate as evaluate_model
+    from genrec_core.score import chunk_rows
+
+    storage = _storage(settings)
+    k, metric = settings.k, f"{settings.gate.metric}@{settings.k}"
+    manifest = quality_gate.champion(storage, settings.output_uri, run_date)
+    champion_metrics = None
+    if manifest is not None:
+        train_set, holdout, _ = ExtractedData(extract_uri, run_date, storage).split()
+        model = quality_gate.champion_model(manifest, storage, train_set.n_items, _fit_options(settings).device)
+        chunk = chunk_rows(train_set.n_items, settings.score_chunk_size, settings.score_chunk_budget_mb)
+        champion_metrics = evaluate_model(model, train_set.matrix, holdout.matrix, k, chunk)
+    decision = quality_gate.decide(metric, evaluation["model"], evaluation["popularity"], champion_metrics,
+                                   manifest.get("model_version") if manifest else None, settings.gate.margin,
+                                   settings.gate.min_users, force=settings.force_publish)
+    result = {**decision.to_dict(), "champion_metrics": champion_metrics}
+    if not decision.passed:
+        if settings.pg_dsn is not None and run_record is not None:
+            from genrec_core.publish.migrations import upgrade
+            from genrec_core.publish.postgres import record_rejected
+
+            upgrade(settings.pg_dsn.get_secret_value())
+            record_rejected(settings.pg_dsn.get_secret_value(), run_date,
+                            {**run_record, "metrics": {**evaluation["model"], "gate": result}}, decision.reasons)
+        raise GateRejected(f"quality gate rejected the run for {run_date}: " + "; ".join(decision.reasons)
+                           + "; nothing was published and the previous lists stay served")
+    if decision.forced:
+        log.warning("quality gate overridden by force_publish for %s: %s", run_date, "; ".join(decision.reasons))
+    return result
+
+
 def score(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str, shard: int = 0,
           n_shards: int | None = None) -> dict[str, Any]:
     """Top-k for every user with history through D in one shard; part files under scored/dt=D/."""
@@ -186,6 +221,24 @@ def publish_object_store(settings: Settings, run_date: dt.date, scored_uri: str,
             "manifest": MANIFEST, "retention_removed": removed}
 
 
+def is_published(settings: Settings, run_date: dt.date) -> bool:
+    """Whether D's lists are published (its S3 manifest exists: what readers trust)."""
+    from genrec_core.publish.object_store import MANIFEST, recommendations_uri
+
+    return _storage(settings).exists(join(recommendations_uri(settings.output_uri, run_date), MANIFEST))
+
+
+def published_manifest(settings: Settings, run_date: dt.date) -> dict[str, Any]:
+    """The S3 manifest of a published date (row count, files, model version); DataError when not published."""
+    from genrec_core.publish.object_store import MANIFEST, recommendations_uri
+
+    uri = join(recommendations_uri(settings.output_uri, run_date), MANIFEST)
+    storage = _storage(settings)
+    if not storage.exists(uri):
+        raise DataError(f"{run_date} is not published: {uri} does not exist")
+    return storage.read_json(uri)
+
+
 def record_run(settings: Settings, run_date: dt.date, summary: dict[str, Any]) -> str:
     """Write the run summary to runs/dt=D/summary.json; return its URI."""
     uri = join(settings.output_uri, "runs", partition_name(run_date), "summary.json")
@@ -224,6 +277,10 @@ def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
     check_data(settings, extracted["stats"])
     trained = train(settings, run_date, extracted["extract_uri"])
     evaluation = evaluate(settings, run_date, extracted["extract_uri"], trained["model_uri"])
+    record = {"model": settings.model, "model_version": model_version(trained), "metrics": evaluation["model"],
+              "artifacts": {"extract": extracted["extract_uri"], "model": trained["model_uri"]},
+              "started_at": started_at}
+    decision = gate(settings, run_date, extracted["extract_uri"], evaluation, record)
     for shard in shard_plan(settings):
         scored = score(settings, run_date, extracted["extract_uri"], trained["model_uri"], shard)
     uris = {"extract": extracted["extract_uri"], "model": trained["model_uri"], "scored": scored["scored_uri"]}
@@ -231,9 +288,9 @@ def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
                               {"model": settings.model, "model_uri": trained["model_uri"],
                                "model_version": model_version(trained)})
     uris["recommendations"] = s3["uri"]
-    record = {"model": settings.model, "model_version": model_version(trained), "metrics": evaluation["model"],
-              "artifacts": uris, "started_at": started_at}
+    record = {**record, "metrics": {**evaluation["model"], "gate": decision}, "artifacts": uris}
     published = publish_postgres(settings, run_date, scored["scored_uri"], record)
     summary = build_summary(run_date, settings, extracted, evaluation, published["rows_published"], uris)
+    summary["gate"] = decision
     uris["summary"] = record_run(settings, run_date, summary)
     return summary

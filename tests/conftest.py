@@ -31,7 +31,7 @@ logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown message race
 
 RUN_DATE = dt.date(2026, 11, 20)
 TINY = LogSpec(users=300, items=120, days=6, end_date=RUN_DATE, seed=3)
-FAST_VAE = {"epochs": 8, "hidden_dim": 64, "latent_dim": 16, "batch_size": 100, "total_anneal_steps": 50}
+FAST_VAE = {"epochs": 40, "hidden_dim": 64, "latent_dim": 16, "batch_size": 50, "total_anneal_steps": 200}
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 import psycopg2
@@ -98,9 +99,18 @@ def test_dag_folder_imports_without_errors(airflow_db):
     assert bag.import_errors == {}
     dag = bag.get_dag("genrec_nightly")
     assert dag is not None
-    assert {t.task_id for t in dag.tasks} == {"extract", "check_data", "train", "evaluate", "shard_plan", "score",
-                                             "scoring_done", "publish_object_store", "publish_postgres",
+    assert {t.task_id for t in dag.tasks} == {"extract", "check_data", "train", "evaluate", "gate", "shard_plan",
+                                             "score", "scoring_done", "publish_object_store", "publish_postgres",
                                              "record_run"}
+    tasks = {t.task_id: t for t in dag.tasks}
+    assert {tid for tid, t in tasks.items() if t.queue == "gpu"} == {"train", "gate", "score"}
+    assert tasks["gate"].retries == 0 and tasks["extract"].retries == 2
+    assert [o.name for o in tasks["publish_postgres"].outlets] == ["genrec_recommendations"]
+    assert tasks["gate"].upstream_task_ids == {"extract", "train", "evaluate"}
+    assert "gate" in tasks["score"].upstream_task_ids
+    assert bag.get_dag("genrec_watchdog") is not None
+    consumer = bag.get_dag("genrec_consumer_example")
+    assert consumer is not None and "genrec_recommendations" in str(consumer.timetable.asset_condition)
 
 
 def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypatch):
@@ -109,13 +119,16 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     from genrec_core.paths import PROJECT_ROOT
 
     settings = s3_settings
+    # Postgres and S3 come from Airflow connections, resolved in the tasks with the provider hooks.
+    s3_conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+               "extra": {"endpoint_url": settings.s3.endpoint_url, "region_name": "us-east-1"}}
     env = {
         "GENREC_EVENTS_URI": settings.events_uri, "GENREC_OUTPUT_URI": settings.output_uri,
-        "GENREC_PG_DSN": settings.pg_dsn.get_secret_value(), "GENREC_LOOKBACK_DAYS": str(TINY.days),
+        "AIRFLOW_CONN_GENREC_POSTGRES": settings.pg_dsn.get_secret_value(),
+        "AIRFLOW_CONN_GENREC_S3": json.dumps(s3_conn), "GENREC_LOOKBACK_DAYS": str(TINY.days),
         "GENREC_SPARK_MASTER": "local[2]", "GENREC_SPARK_DRIVER_MEMORY": "1g", "GENREC_TORCH_THREADS": "2",
-        "GENREC_S3__ENDPOINT_URL": settings.s3.endpoint_url, "GENREC_S3__ACCESS_KEY_ID": "testing",
-        "GENREC_S3__SECRET_ACCESS_KEY": "testing",
     }
+    monkeypatch.delenv("GENREC_PG_DSN", raising=False)
     for name, value in settings.mult_vae.model_dump().items():
         env[f"GENREC_MULT_VAE__{name.upper()}"] = str(value)
     for key, value in env.items():
@@ -135,3 +148,11 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     assert summary["rows_published"] == len(recs)
     # nothing dated after D was produced
     assert s3_storage.list_dir(join(settings.output_uri, "recommendations")) == ["dt=2026-11-20"]
+    assert summary["gate"]["passed"] and summary["gate"]["champion"] is None
+    # the publish updated the Asset, with the run date for consumers
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = [e.extra for e in session.query(AssetEvent).all()]
+    assert {"run_date": "2026-11-20", "rows": len(recs), "model_version": "mult_vae@2026-11-20"} in events

@@ -266,6 +266,16 @@ def apply_retention(dsn: str, keep_dates: int) -> list[dt.date]:
         conn.close()
 
 
+def record_rejected(dsn: str, run_date: dt.date, run_record: dict[str, Any], reasons: list[str]) -> None:
+    """Record a run the quality gate stopped; nothing is published and the served date does not move."""
+    conn = connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            _record(cur, run_date, "rejected", run_record, detail="quality gate: " + "; ".join(reasons))
+    finally:
+        conn.close()
+
+
 def rollback_to(dsn: str, run_date: dt.date, reason: str = "") -> dt.date | None:
     """Serve `run_date` (a kept date) from now on; return the date served before."""
     conn = connect(dsn)
