@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Java (for Spark) and the PostgreSQL server binaries come from the system; as root
+# Java (for Spark), the PostgreSQL server binaries and Chromium (UI test) come from the system; as root
 # they are installed from Debian's packages when missing, otherwise we say what to do.
 system-deps:
 	@command -v java >/dev/null 2>&1 || { \
@@ -35,6 +35,10 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	  else echo "PostgreSQL server binaries are needed: apt-get install postgresql, or set GENREC_PG_DSN" >&2; exit 1; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium not found; the UI page's browser test will be skipped (apt-get install chromium)" >&2; fi; }
 
 clean:
 	rm -rf .state

@@ -266,6 +266,20 @@ def apply_retention(dsn: str, keep_dates: int) -> list[dt.date]:
         conn.close()
 
 
+def run_history(dsn: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest `limit` rows of genrec.runs, oldest first (status, model, metrics, rows, detail)."""
+    conn = connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT run_date, status, model, model_version, metrics, rows_published, detail, recorded_at "
+                        "FROM genrec.runs ORDER BY recorded_at DESC, run_id DESC LIMIT %s", (limit,))
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        conn.close()
+    return rows[::-1]
+
+
 def record_rejected(dsn: str, run_date: dt.date, run_record: dict[str, Any], reasons: list[str]) -> None:
     """Record a run the quality gate stopped; nothing is published and the served date does not move."""
     conn = connect(dsn)
