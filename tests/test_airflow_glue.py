@@ -124,3 +124,22 @@ def test_watchdog_alerts_when_d_is_not_published(airflow_db, tmp_path, monkeypat
     sent.clear()
     dag.test(logical_date=dt.datetime(2026, 11, 21, 6, 30, tzinfo=dt.timezone.utc))
     assert sent == []
+
+
+def test_dag_files_parse_without_heavy_imports():
+    """Parsing the DAG folder must not import torch, pyspark, pandas or the models (that happens inside tasks)."""
+    import subprocess
+    import sys
+
+    from genrec_core.airflow_env import airflow_env
+    from genrec_core.paths import PROJECT_ROOT
+
+    code = ("import runpy, sys, glob\n"
+            "for f in sorted(glob.glob('dags/*.py')): runpy.run_path(f)\n"
+            "heavy = sorted(m for m in ('torch', 'pyspark', 'pandas', 'scipy', 'genrec_core.models') if m in sys.modules)\n"
+            "print('HEAVY=' + ','.join(heavy))\n")
+    env = airflow_env(PROJECT_ROOT / ".state" / "parse-check")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY=\n" in out.stdout, out.stdout
