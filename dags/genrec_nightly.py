@@ -13,7 +13,9 @@ Postgres (partition D, swapped in atomically; updates the `genrec_recommendation
 Asset) -> record run. A gate rejection publishes nothing: the previous lists stay
 served and the run is recorded as `rejected` in `genrec.runs`.
 
-Connections: `genrec_postgres`, `genrec_s3` (optional; else `GENREC_*` settings).
+Connections: `genrec_postgres`, `genrec_s3` (optional; else `GENREC_*` settings), and
+the Spark connection named by `GENREC_SPARK_CONN_ID` (extract via spark-submit; unset:
+local Spark in the task).
 Train, gate and score run on the `gpu` queue (`GENREC_GPU_QUEUE`). Failures and gate
 rejections alert through `GenrecNotifier`; `genrec_watchdog` alerts when D is still
 unpublished at the configured hour.
@@ -64,10 +66,9 @@ DEFAULT_ARGS = {
 def genrec_nightly() -> None:
     @task
     def extract(**context) -> dict:
-        from genrec_airflow import runtime
-        from genrec_core import pipeline
+        from genrec_airflow import runtime, spark
 
-        return pipeline.extract(runtime.settings(context), runtime.run_date(context))
+        return spark.extract(runtime.settings(context), runtime.run_date(context))
 
     @task
     def check_data(extracted: dict, **context) -> dict:

@@ -66,6 +66,17 @@ def extract(settings: Settings, run_date: dt.date) -> dict[str, Any]:
     return {"extract_uri": result.uri, "stats": result.stats}
 
 
+def extract_result(settings: Settings, run_date: dt.date) -> dict[str, Any]:
+    """What `extract` returns, read back from a finished extract (one that ran elsewhere, e.g. spark-submit)."""
+    from genrec_core.extract.job import extract_uri_for
+
+    uri = extract_uri_for(settings.output_uri, run_date)
+    stats_uri = join(uri, "stats.json")
+    if not _storage(settings).exists(stats_uri):
+        raise DataError(f"the extract for {run_date} did not finish: {stats_uri} does not exist")
+    return {"extract_uri": uri, "stats": _storage(settings).read_json(stats_uri)}
+
+
 def check_data(settings: Settings, stats: dict[str, Any]) -> dict[str, Any]:
     """Data checks the run must pass before training: users and items present, rejected share in bounds."""
     problems = []

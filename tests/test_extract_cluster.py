@@ -42,3 +42,25 @@ def test_spark_submit_on_a_standalone_cluster_matches_local_mode(tiny_log_dir, t
     pd.testing.assert_frame_equal(_daily(root), _daily(Path(local.uri.removeprefix("file://"))))
     # spark-submit's Python runner merges the driver's stderr into stdout
     assert bad.returncode == 2 and "no raw events for run date 2026-12-31" in bad.stdout + bad.stderr
+
+
+def test_airflow_extract_goes_through_spark_submit_when_a_connection_is_set(tiny_log_dir, tmp_path, monkeypatch):
+    import os
+    import sys
+
+    from genrec_airflow import spark as airflow_spark
+
+    settings = make_settings(tiny_log_dir.as_uri(), (tmp_path / "out").as_uri())
+    env = airflow_spark.settings_env(settings)
+    assert env["GENREC_LOOKBACK_DAYS"] == str(TINY.days) and json.loads(env["GENREC_MULT_VAE"])["epochs"] > 0
+    with SparkStandalone(cores=1, memory="1g") as cluster:
+        monkeypatch.setenv("AIRFLOW_CONN_GENREC_SPARK", json.dumps(
+            {"conn_type": "spark", "host": "spark://127.0.0.1", "port": cluster.port}))
+        monkeypatch.setenv("GENREC_SPARK_CONN_ID", "genrec_spark")
+        monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        for key, value in cluster.env().items():
+            if key.startswith(("SPARK_", "PYSPARK_")):
+                monkeypatch.setenv(key, value)
+        result = airflow_spark.extract(settings, RUN_DATE)
+        assert len(list((cluster.base / "work").glob("app-*"))) == 1  # it ran on the cluster
+    assert result["stats"]["events_read"] > 0 and result["extract_uri"].endswith(f"dt={RUN_DATE}")
