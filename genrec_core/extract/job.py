@@ -287,7 +287,7 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
 
     watch.lap("index_and_write")
     window_daily = spark.read.parquet(str(out / "daily"))
-    counts = window_counts(window_daily)
+    counts = window_counts(window_daily, n_items)
     window = {**counts, "new_users": new_users, "new_items": new_items,
               "vocabulary_users": n_users, "vocabulary_items": n_items, "kcore": None}
     watch.lap("window_stats")
