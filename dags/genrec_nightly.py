@@ -100,8 +100,7 @@ def genrec_nightly() -> None:
         record = {"model": trained["model"], "model_version": pipeline.model_version(trained),
                   "artifacts": {"extract": extracted["extract_uri"], "model": trained["model_uri"]},
                   "started_at": context["dag_run"].start_date.isoformat() if context["dag_run"].start_date else None}
-        return pipeline.gate(runtime.settings(context), runtime.run_date(context), extracted["extract_uri"],
-                             evaluation, record)
+        return pipeline.gate(runtime.settings(context), runtime.run_date(context), evaluation, record)
 
     @task
     def shard_plan(**context) -> list[int]:

@@ -107,7 +107,9 @@ def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, 
 
 
 def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str) -> dict[str, Any]:
-    """Hold out day D: metrics@k of the model and of the popularity baseline on D's new interactions."""
+    """Hold out day D: metrics@k of the model, the popularity baseline and the champion (the model
+    behind the newest date published before D, see genrec_core/gate.py) on D's new interactions."""
+    from genrec_core import gate as quality_gate
     from genrec_core.evaluate import evaluate as evaluate_model
     from genrec_core.models.base import Recommender
     from genrec_core.models.popularity import Popularity
@@ -121,27 +123,26 @@ def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri:
     metrics = evaluate_model(model, train_set.matrix, holdout.matrix, settings.k, chunk)
     baseline = Popularity().fit(train_set, options)
     baseline_metrics = evaluate_model(baseline, train_set.matrix, holdout.matrix, settings.k, chunk)
-    return {"model": metrics, "popularity": baseline_metrics}
-
-
-def gate(settings: Settings, run_date: dt.date, extract_uri: str, evaluation: dict[str, Any],
-         run_record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Champion/challenger gate; raise GateRejected (after recording the run as rejected) when it fails."""
-    from genrec_core import gate as quality_gate
-    from genrec_core.evaluate import evaluate as evaluate_model
-    from genrec_core.score import chunk_rows
-
-    storage = _storage(settings)
-    k, metric = settings.k, f"{settings.gate.metric}@{settings.k}"
+    champion = None
     manifest = quality_gate.champion(storage, settings.output_uri, run_date)
-    champion_metrics = None
     if manifest is not None:
-        train_set, holdout, _ = ExtractedData(extract_uri, run_date, storage).split()
-        model = quality_gate.champion_model(manifest, storage, train_set.n_items, _fit_options(settings).device)
-        chunk = chunk_rows(train_set.n_items, settings.score_chunk_size, settings.score_chunk_budget_mb)
-        champion_metrics = evaluate_model(model, train_set.matrix, holdout.matrix, k, chunk)
-    decision = quality_gate.decide(metric, evaluation["model"], evaluation["popularity"], champion_metrics,
-                                   manifest.get("model_version") if manifest else None, settings.gate.margin,
+        incumbent = quality_gate.champion_model(manifest, storage, train_set.n_items, options.device)
+        champion = {"version": manifest.get("model_version"),
+                    "metrics": evaluate_model(incumbent, train_set.matrix, holdout.matrix, settings.k, chunk)}
+    return {"model": metrics, "popularity": baseline_metrics, "champion": champion}
+
+
+def gate(settings: Settings, run_date: dt.date, evaluation: dict[str, Any],
+         run_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Champion/challenger gate on `evaluate`'s metrics; raise GateRejected (after recording the run as
+    rejected) when it fails."""
+    from genrec_core import gate as quality_gate
+
+    champion = evaluation.get("champion")
+    champion_metrics = champion["metrics"] if champion else None
+    decision = quality_gate.decide(f"{settings.gate.metric}@{settings.k}", evaluation["model"],
+                                   evaluation["popularity"], champion_metrics,
+                                   champion["version"] if champion else None, settings.gate.margin,
                                    settings.gate.min_users, force=settings.force_publish)
     result = {**decision.to_dict(), "champion_metrics": champion_metrics}
     if not decision.passed:
@@ -291,7 +292,7 @@ def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
     record = {"model": settings.model, "model_version": model_version(trained), "metrics": evaluation["model"],
               "artifacts": {"extract": extracted["extract_uri"], "model": trained["model_uri"]},
               "started_at": started_at}
-    decision = gate(settings, run_date, extracted["extract_uri"], evaluation, record)
+    decision = gate(settings, run_date, evaluation, record)
     for shard in shard_plan(settings):
         scored = score(settings, run_date, extracted["extract_uri"], trained["model_uri"], shard)
     uris = {"extract": extracted["extract_uri"], "model": trained["model_uri"], "scored": scored["scored_uri"]}

@@ -31,7 +31,7 @@ class GenrecNotifier(BaseNotifier):
 
     @staticmethod
     def payload(event: str, title: str, context: Any) -> dict[str, Any]:
-        get = context.get if hasattr(context, "get") else (lambda key, default=None: default)
+        get = context.get
         ti = get("ti") or get("task_instance")
         exception = get("exception")
         reason = str(exception) if exception else (get("reason") or "")
