@@ -6,7 +6,8 @@ covers (`data_interval_start`). A run triggered at time T (nightly, manual or
 `airflow dags test genrec_nightly T`) processes the last complete day before T;
 a backfill of logical dates D1..D2 processes exactly those days.
 
-extract (Spark, partitions through D) -> data checks -> train (days before D) ->
+extract (Spark, partitions through D) -> data checks -> train (days before D; `mode`:
+fine-tune from the model of D-1 or full retrain, see genrec_core/training_plan.py) ->
 evaluate (held-out day D) -> quality gate (beat popularity, stay within a margin of
 the model published for D-1) -> score (mapped over shards) -> publish S3, then
 Postgres (partition D, swapped in atomically; updates the `genrec_recommendations`
@@ -27,10 +28,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import get_args
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from genrec_airflow.assets import RECOMMENDATIONS
 from genrec_airflow.notifiers import GenrecNotifier
+from genrec_core.config import ModelName
+
+MODEL_NAMES = get_args(ModelName)
 
 GPU_QUEUE = os.environ.get("GENREC_GPU_QUEUE", "gpu")
 
@@ -55,8 +60,10 @@ DEFAULT_ARGS = {
     tags=["genrec", "recommendations"],
     doc_md=__doc__,
     params={
-        "model": Param("mult_vae", type="string", enum=["mult_vae", "ease", "item_knn", "popularity"],
-                       description="Model to train"),
+        "model": Param("mult_vae", type="string", enum=list(MODEL_NAMES), description="Model to train"),
+        "mode": Param("auto", type="string", enum=["auto", "finetune", "retrain"],
+                      description="auto: fine-tune from the model of D-1 unless a full retrain is due "
+                                  "(weekly, vocabulary growth, or yesterday's model lost the gate)"),
         "k": Param(10, type="integer", minimum=1, maximum=1000, description="List length per user"),
         "lookback_days": Param(30, type="integer", minimum=2, maximum=3650, description="Days of logs in the window"),
         "force_publish": Param(False, type="boolean",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from genrec_core.errors import GenrecError
+from genrec_core.errors import ConfigError, GenrecError
 
 
 def _date(value: str) -> dt.date:
@@ -145,7 +145,10 @@ def cmd_bench_extract(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
     from genrec_core.benchmarks import quality_bench
 
-    overrides = json.loads(args.mult_vae) if args.mult_vae else None
+    try:
+        overrides = json.loads(args.overrides) if args.overrides else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--overrides is not JSON: {exc}") from None
     results = quality_bench.run(args.dataset, args.models.split(","), args.threads, overrides)
     for result in results[:-1]:
         print(json.dumps(result, sort_keys=True))  # one object per model, one per line
@@ -229,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.set_defaults(func=cmd_bench_extract)
     bq = bench.add_parser("quality", help="test metrics of every model on a public data set's fixed split")
     bq.add_argument("--dataset", required=True, choices=["ml-1m", "ml-100k", "lastfm"])
-    bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae")
+    bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae,rec_vae,cfgan")
     bq.add_argument("--threads", type=_positive, default=2)
-    bq.add_argument("--mult-vae", help='JSON overrides of the Mult-VAE config, e.g. {"dropout": 0.5}')
+    bq.add_argument("--overrides", help='JSON config overrides per neural model, e.g. {"mult_vae": {"dropout": 0.3}}')
     bq.set_defaults(func=cmd_bench_quality)
 
     p = sub.add_parser("demo", help="generate a log, run the DAG with `airflow dags test`, show results")

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from genrec_core.contract import DEFAULT_EVENT_WEIGHTS, EVENT_TYPES
 from genrec_core.errors import ConfigError
 
-ModelName = Literal["mult_vae", "ease", "item_knn", "popularity"]
+ModelName = Literal["mult_vae", "rec_vae", "cfgan", "ease", "item_knn", "popularity"]
 
 # The TOML file of the `load_settings` call in progress (so loading never touches os.environ).
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("genrec_config_file", default=None)
@@ -38,9 +38,58 @@ class MultVAEConfig(_Section):
     beta_cap: float = Field(0.2, ge=0.0)
     total_anneal_steps: int = Field(200_000, ge=1)
     epochs: int = Field(50, ge=1)
+    finetune_epochs: int = Field(10, ge=1, description="epochs when warm-started from yesterday's model")
     batch_size: int = Field(500, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    linear_expert: bool = Field(False, description="multiply in an EASE expert: see genrec_core/models/neural.py")
+    expert_l2: float | None = Field(None, gt=0.0, description="the expert's L2; None = chosen on validation (else 500)")
+    expert_weight: float | None = Field(None, ge=0.0, description="the expert's weight; None = chosen on validation (else 10)")
+
+
+class RecVAEConfig(_Section):
+    """RecVAE (Shenbin et al., WSDM 2020); defaults follow the authors' code."""
+
+    hidden_dim: int = Field(600, ge=1)
+    latent_dim: int = Field(200, ge=1)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    gamma: float = Field(0.005, gt=0.0, description="KL weight per interaction of the user (beta = gamma * |x|)")
+    prior_weights: tuple[float, float, float] = Field(
+        (0.15, 0.75, 0.1), description="composite prior: standard normal, previous posterior, wide normal")
+    encoder_passes: int = Field(3, ge=1, description="encoder passes over the data per epoch")
+    decoder_passes: int = Field(1, ge=1, description="decoder passes over the data per epoch")
+    epochs: int = Field(50, ge=1)
+    finetune_epochs: int = Field(5, ge=1)
+    batch_size: int = Field(500, ge=1)
+    learning_rate: float = Field(5e-4, gt=0.0)
+    linear_expert: bool = Field(False, description="multiply in an EASE expert: see genrec_core/models/neural.py")
+    expert_l2: float | None = Field(None, gt=0.0, description="the expert's L2; None = chosen on validation (else 500)")
+    expert_weight: float | None = Field(None, ge=0.0, description="the expert's weight; None = chosen on validation (else 10)")
+
+    @field_validator("prior_weights")
+    @classmethod
+    def _weights_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) < 0 or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError("prior weights must be >= 0 and sum to 1")
+        return value
+
+
+class CFGANConfig(_Section):
+    """CFGAN (Chae et al., CIKM 2018), the ZR + PM variant."""
+
+    generator_hidden: int = Field(400, ge=1)
+    generator_layers: int = Field(1, ge=1)
+    discriminator_hidden: int = Field(125, ge=1)
+    discriminator_layers: int = Field(4, ge=1)
+    zr_ratio: float = Field(0.4, ge=0.0, le=1.0, description="share of unseen items pushed to zero (ZR)")
+    pm_ratio: float = Field(0.4, ge=0.0, le=1.0, description="share of unseen items shown to the discriminator (PM)")
+    zr_weight: float = Field(0.03, ge=0.0, description="alpha: weight of the zero-reconstruction term")
+    discriminator_steps: int = Field(1, ge=1)
+    generator_steps: int = Field(1, ge=1)
+    epochs: int = Field(200, ge=1)
+    finetune_epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0.0)
 
 
 class EASEConfig(_Section):
@@ -125,6 +174,13 @@ class Settings(BaseSettings):
     keep_dates: int = Field(30, ge=1, description="published dates kept in Postgres and object storage")
     publish_workers: int = Field(2, ge=1, le=32, description="parallel COPY connections")
     torch_threads: int = Field(0, ge=0, description="0 keeps torch's default")
+    train_mode: Literal["auto", "finetune", "retrain"] = Field(
+        "auto", description="auto: fine-tune from D-1's model unless a full retrain is due (genrec_core/training_plan.py)")
+    retrain_every_days: int = Field(7, ge=1, description="auto mode: full retrain when the last one is this old")
+    retrain_vocab_growth: float = Field(
+        0.1, ge=0.0, description="auto mode: full retrain when the item vocabulary grew by more than this share")
+    checkpoint_dir: str | None = Field(
+        None, description="local directory for training checkpoints (resume after a crash); None = system temp dir")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pg_dsn: SecretStr | None = None
     s3: S3Config = Field(default_factory=S3Config)
@@ -132,6 +188,8 @@ class Settings(BaseSettings):
     gate: GateConfig = Field(default_factory=GateConfig)
     force_publish: bool = Field(False, description="publish even when the quality gate rejects (recorded as forced)")
     mult_vae: MultVAEConfig = Field(default_factory=MultVAEConfig)
+    rec_vae: RecVAEConfig = Field(default_factory=RecVAEConfig)
+    cfgan: CFGANConfig = Field(default_factory=CFGANConfig)
     ease: EASEConfig = Field(default_factory=EASEConfig)
     item_knn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)
 

@@ -13,15 +13,17 @@ from typing import Any
 from genrec_core.config import Settings, load_settings
 from genrec_core.pipeline import parse_run_date
 
-# DAG params that map onto settings of the same name.
-PARAM_SETTINGS = ("model", "k", "lookback_days", "force_publish")
+# DAG param -> the setting it sets.
+PARAM_SETTINGS = {"model": "model", "k": "k", "lookback_days": "lookback_days", "force_publish": "force_publish",
+                  "mode": "train_mode"}
 
 
 def settings_for_run(params: Mapping[str, Any] | None, **connections: Any) -> Settings:
     """Settings from file/env, then `connections` (plain values the caller resolved, e.g. `pg_dsn`, `s3`),
     then the run's params; validated here, once, so a bad param fails the task at once by name."""
     overrides = {key: value for key, value in connections.items() if value is not None}
-    overrides.update({name: params[name] for name in PARAM_SETTINGS if params and params.get(name) is not None})
+    overrides.update({setting: params[param] for param, setting in PARAM_SETTINGS.items()
+                      if params and params.get(param) is not None})
     return load_settings(**overrides)
 
 

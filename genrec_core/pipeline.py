@@ -89,21 +89,48 @@ def check_data(settings: Settings, stats: dict[str, Any]) -> dict[str, Any]:
     return {"passed": True}
 
 
+def _checkpoint_dir(settings: Settings, run_date: dt.date) -> str:
+    import tempfile
+    from pathlib import Path
+
+    root = Path(settings.checkpoint_dir) if settings.checkpoint_dir else Path(tempfile.gettempdir()) / "genrec-checkpoints"
+    return str(root / settings.model / partition_name(run_date))
+
+
 def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, Any]:
-    """Fit the configured model on the window's days before D; save it under models/<model>/dt=D/."""
+    """Fit the configured model on the window's days before D (a fine-tune from D-1's model or a full
+    retrain, see genrec_core/training_plan.py); save it under models/<model>/dt=D/ with its plan."""
+    import shutil
+    from dataclasses import replace
+
+    from genrec_core.models.base import Recommender
     from genrec_core.models.registry import build_model
+    from genrec_core.training_plan import FINETUNE, PLAN_FILE, plan_training
 
     storage = _storage(settings)
     data = ExtractedData(extract_uri, run_date, storage)
     train_set, _, _ = data.split()
     if train_set.matrix.nnz == 0:
         raise DataError(f"no training interactions before {run_date} in the window; need at least two days of data")
-    model = build_model(settings.model, settings).fit(train_set, _fit_options(settings))
+    previous = run_date - dt.timedelta(days=1)
+    published_before = is_published(settings, previous) if settings.model in ("mult_vae", "rec_vae", "cfgan") else None
+    plan = plan_training(settings, run_date, train_set.items, storage, published_before)
+    options = _fit_options(settings)
+    if plan.mode == FINETUNE:
+        assert plan.base_uri is not None
+        options = replace(options, warm_start=Recommender.load(plan.base_uri, storage, options.device))
+    checkpoints = _checkpoint_dir(settings, run_date)
+    options = replace(options, checkpoint_dir=checkpoints)
+    log.info("train %s for %s: %s (%s)", settings.model, run_date, plan.mode, plan.reason)
+    model = build_model(settings.model, settings).fit(train_set, options)
     uri = model_uri_for(settings, run_date)
     storage.delete_dir(uri)
     model.save(uri, storage)
     storage.copy_dir(join(extract_uri, "vocab"), join(uri, "vocab"))
-    return {"model_uri": uri, "model": settings.model, "fit_seconds": model.fit_seconds}
+    storage.write_json(join(uri, PLAN_FILE), plan.to_json())  # written last: marks a complete artifact
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return {"model_uri": uri, "model": settings.model, "fit_seconds": model.fit_seconds, "mode": plan.mode,
+            "reason": plan.reason}
 
 
 def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str) -> dict[str, Any]:

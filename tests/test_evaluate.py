@@ -48,4 +48,39 @@ def test_metrics_agree_with_a_plain_reference(data):
     assert math.isclose(m["recall"][0], sum(hits) / len(rel))
     assert math.isclose(m["precision"][0], sum(hits) / k)
     assert math.isclose(m["ndcg"][0], dcg / idcg)
+    precision_at_hits = [sum(hits[:r + 1]) / (r + 1) for r, h in enumerate(hits) if h]
+    assert math.isclose(m["map"][0], sum(precision_at_hits) / min(k, len(rel)))
     assert 0.0 <= m["ndcg"][0] <= 1.0 + 1e-12
+
+
+def test_map_hand_computed():
+    # relevant {1, 4}; list [4, 2, 1]: hits at ranks 1 and 3 -> AP = (1/1 + 2/3) / min(3, 2)
+    relevant = sp.csr_matrix(np.array([[0, 1, 0, 0, 1, 0]], dtype=np.float32))
+    m = metrics_for_lists(np.array([[4, 2, 1]]), relevant, k=3)
+    assert math.isclose(m["map"][0], (1.0 + 2 / 3) / 2)
+
+
+def test_evaluate_reports_every_metric_at_each_k_from_one_pass():
+    from genrec_core.evaluate import evaluate
+    from genrec_core.models.base import FitOptions
+    from genrec_core.models.popularity import Popularity
+    from tests.toy import two_block_interactions
+
+    data = two_block_interactions()
+    train = data.matrix.tolil()
+    holdout = sp.lil_matrix(train.shape, dtype=np.float32)
+    for u in range(train.shape[0]):  # hold out each user's first item
+        item = train.rows[u][0]
+        train[u, item] = 0
+        holdout[u, item] = 1
+    train, holdout = train.tocsr(), holdout.tocsr()
+    train.eliminate_zeros()
+    model = Popularity().fit(type(data)(train, data.users, data.items), FitOptions())
+    both = evaluate(model, train, holdout, (5, 10))
+    alone = evaluate(model, train, holdout, 5)
+    for name in ("recall", "ndcg", "precision", "map", "coverage", "popularity_bias"):
+        assert both[f"{name}@5"] == alone[f"{name}@5"]
+        assert f"{name}@10" in both
+    assert both["recall@10"] >= both["recall@5"]
+    popularity = np.asarray((train > 0).sum(axis=0)).ravel() / train.shape[0]
+    assert 0.0 < both["popularity_bias@5"] <= popularity.max()

@@ -8,13 +8,15 @@ import torch
 
 import scipy.sparse as sp
 
-from genrec_core.config import EASEConfig, ItemKNNConfig, MultVAEConfig
+from genrec_core.config import CFGANConfig, EASEConfig, ItemKNNConfig, MultVAEConfig, RecVAEConfig
 from genrec_core.data.interactions import Interactions, Vocabulary
 from genrec_core.models.base import FitOptions, Recommender
 from genrec_core.models.ease import EASE
 from genrec_core.models.item_knn import ItemKNN
 from genrec_core.models.mult_vae import MultVAE, mult_vae_loss
+from genrec_core.models.cfgan import CFGAN
 from genrec_core.models.popularity import Popularity
+from genrec_core.models.rec_vae import RecVAE
 from genrec_core.score import iter_top_k
 from genrec_core.storage import Storage
 from tests.toy import two_block_interactions
@@ -94,38 +96,168 @@ class TestPopularity(ModelContract):
         assert (np.diff(counts[order]) <= 0).all()
 
 
-class TestMultVAE(ModelContract):
+class NeuralContract(ModelContract):
+    """What every PyTorch model must also pass: it learns the toy's structure, every parameter
+    moves, training leaves global randomness alone, fine-tuning onto a grown vocabulary works,
+    and a run resumed from its checkpoint ends exactly where an uninterrupted one does."""
+
     @classmethod
-    def make_model(cls) -> Recommender:
-        return MultVAE(MultVAEConfig(hidden_dim=32, latent_dim=8, epochs=60, batch_size=20, total_anneal_steps=100,
-                                     dropout=0.2))
+    def make_model(cls, **overrides) -> Recommender:
+        raise NotImplementedError
 
     def test_known_answer_recommends_within_the_taste_group(self, fitted, data):
         """Each user's top-3 unseen items come from the user's own block (the other block is never used)."""
         half = data.n_items // 2
-        users = np.arange(data.n_users)
-        in_block = 0
-        total = 0
-        for chunk in iter_top_k(fitted, data.matrix, users, k=3, chunk_size=64):
+        in_block = total = 0
+        for chunk in iter_top_k(fitted, data.matrix, np.arange(data.n_users), k=3, chunk_size=64):
             block = (chunk.users >= data.n_users // 2).astype(int)
             in_block += int(((chunk.items // half) == block[:, None]).sum())
             total += chunk.items.size
         assert in_block / total > 0.95
 
-    def test_parameters_change_after_training(self, data):
-        model = MultVAE(MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=1, batch_size=60))
-        initial = model.initial_network(data.n_items, OPTIONS.seed).state_dict()
+    def test_parameters_change_after_a_training_epoch(self, data):
+        model = self.make_model(epochs=1)
+        initial = {k: v.clone() for k, v in model.initial_network(data.n_items, OPTIONS.seed).named_parameters()}
         model.fit(data, OPTIONS)
-        after = model.state()
-        for name, tensor in initial.items():
-            assert not torch.equal(tensor, after[name]), f"{name} did not change"
+        for name, param in model.net.named_parameters():
+            assert not torch.equal(initial[name], param.detach()), f"{name} did not change"
 
     def test_fit_leaves_global_rng_untouched(self, data):
         torch.manual_seed(123)
         expected = torch.rand(3)
         torch.manual_seed(123)
-        MultVAE(MultVAEConfig(hidden_dim=8, latent_dim=4, epochs=1)).fit(data, OPTIONS)
+        self.make_model(epochs=1).fit(data, OPTIONS)
         torch.testing.assert_close(torch.rand(3), expected)
+
+    def test_fine_tunes_onto_five_percent_new_items(self, fitted, data, tmp_path):
+        """Yesterday's model knew 38 of 40 items; today two new items of block 1 appear. The warm start keeps
+        every old weight at its index, and after fine-tuning the new items go to block-1 users."""
+        from genrec_core.models.neural import grow_state
+
+        old_items = data.n_items - 2
+        yesterday = Interactions(data.matrix[:, :old_items].tocsr(),
+                                 data.users, Vocabulary(data.items.ids[:old_items]))
+        previous = self.make_model().fit(yesterday, OPTIONS)
+        fresh = self.make_model().initial_network(data.n_items, OPTIONS.seed).state_dict()
+        grown = grow_state(previous.net.state_dict(), fresh)
+        for name, old in previous.net.state_dict().items():
+            region = grown[name][tuple(slice(0, n) for n in old.shape)]
+            assert torch.equal(region, old), f"{name}: an old weight moved or changed in the warm start"
+        tuned = self.make_model().fit(data, FitOptions(seed=1, threads=2, warm_start=previous))
+        assert tuned.n_items == data.n_items and tuned.warm_started
+        scores = tuned.score(data.matrix)
+        block_1 = np.arange(data.n_users) >= data.n_users // 2
+        new = scores[:, old_items:]
+        assert new[torch.from_numpy(block_1)].mean() > new[torch.from_numpy(~block_1)].mean()
+        uri = (tmp_path / "tuned").as_uri()
+        tuned.save(uri, Storage())
+        torch.testing.assert_close(Recommender.load(uri, Storage()).score(data.matrix), scores)
+
+    def test_warm_start_refuses_another_kind_of_model(self, data):
+        with pytest.raises(ValueError, match="warm-start"):
+            self.make_model().fit(data, FitOptions(seed=1, warm_start=Popularity().fit(data, OPTIONS)))
+
+    def test_resume_after_a_crash_ends_where_an_uninterrupted_run_does(self, data, tmp_path, monkeypatch):
+        cls = type(self.make_model())
+        uninterrupted = self.make_model(epochs=4).fit(data, OPTIONS)
+        options = FitOptions(seed=1, threads=2, checkpoint_dir=str(tmp_path / "ckpt"))
+        real_epoch = cls._train_epoch
+        calls = {"n": 0}
+
+        def crashing(model, *args):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("worker lost")
+            return real_epoch(model, *args)
+
+        monkeypatch.setattr(cls, "_train_epoch", crashing)
+        with pytest.raises(RuntimeError, match="worker lost"):
+            self.make_model(epochs=4).fit(data, options)
+        monkeypatch.setattr(cls, "_train_epoch", real_epoch)
+        resumed = self.make_model(epochs=4).fit(data, options)
+        assert [e["epoch"] for e in resumed.training_log] == [1, 2, 3, 4]
+        torch.testing.assert_close(resumed.score(data.matrix), uninterrupted.score(data.matrix))
+
+
+class TestMultVAE(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return MultVAE(MultVAEConfig(**{"hidden_dim": 32, "latent_dim": 8, "epochs": 60, "batch_size": 20,
+                                        "total_anneal_steps": 100, "dropout": 0.2, **overrides}))
+
+
+class TestRecVAE(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return RecVAE(RecVAEConfig(**{"hidden_dim": 32, "latent_dim": 8, "epochs": 25, "batch_size": 20,
+                                      "learning_rate": 3e-3, "dropout": 0.2, **overrides}))
+
+    def test_composite_prior_is_the_weighted_mixture(self):
+        from genrec_core.models.rec_vae import RecVAENet
+
+        net = RecVAENet(5, 4, 3, (0.2, 0.5, 0.3))
+        x = torch.tensor([[1.0, 0, 1, 0, 0]])
+        z = torch.tensor([[0.3, -1.0, 2.0]])
+        mu, logvar = net.prior_encoder.eval()(x, dropout=0.0)
+        normal = torch.distributions.Normal
+        expected = torch.log(0.2 * normal(0.0, 1.0).log_prob(z).exp()
+                             + 0.5 * normal(mu, torch.exp(0.5 * logvar)).log_prob(z).exp()
+                             + 0.3 * normal(0.0, float(np.exp(5.0))).log_prob(z).exp())
+        torch.testing.assert_close(net.log_prior(x, z), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+class TestRecVAEWithLinearExpert(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return RecVAE(RecVAEConfig(**{"hidden_dim": 32, "latent_dim": 8, "epochs": 25, "batch_size": 20,
+                                      "learning_rate": 3e-3, "dropout": 0.2, "linear_expert": True,
+                                      "expert_l2": 10.0, "expert_weight": 3.0, **overrides}))
+
+    def test_scores_are_the_product_of_the_two_experts(self, fitted, data):
+        x = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32))
+        plain = RecVAE(fitted.config)
+        plain.load_state(fitted.config_dict(), fitted.n_items, fitted.net.state_dict())
+        ease = EASE(EASEConfig(l2=10.0)).fit(data, OPTIONS)
+        expected = torch.log_softmax(plain.score(data.matrix), dim=1) + 3.0 * (x @ ease.weights)
+        torch.testing.assert_close(fitted.score(data.matrix), expected, atol=1e-4, rtol=1e-4)
+
+    def test_weight_and_l2_are_chosen_on_validation(self, data):
+        from genrec_core.models.base import Validation
+
+        validation = Validation(data.matrix, data.matrix, k=5)  # any held-out set: only the choice is checked
+        model = self.make_model(expert_l2=None, expert_weight=None, epochs=2)
+        model.fit(data, FitOptions(seed=1, threads=2, validation=validation))
+        from genrec_core.models.neural import EXPERT_L2_GRID, EXPERT_WEIGHT_GRID
+
+        assert model.expert_l2 in EXPERT_L2_GRID and model.expert_weight in EXPERT_WEIGHT_GRID
+        half = Interactions(data.matrix[:30].tocsr(), Vocabulary(data.users.ids[:30]), data.items)
+        before = model.expert.clone()
+        model.refit_expert(half)
+        expected = EASE(EASEConfig(l2=model.expert_l2)).fit(half, OPTIONS).weights
+        assert not torch.equal(before, model.expert)
+        torch.testing.assert_close(model.expert, expected)
+
+
+class TestCFGAN(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return CFGAN(CFGANConfig(**{"generator_hidden": 32, "discriminator_hidden": 16, "discriminator_layers": 2,
+                                    "epochs": 150, "batch_size": 20, "learning_rate": 3e-3, "zr_weight": 0.1,
+                                    "finetune_epochs": 40, **overrides}))
+
+
+def test_cfgan_losses_match_the_paper():
+    """D: -log D(real) - log(1 - D(fake)); G: log(1 - D(fake)) + alpha * sum over ZR items of G^2."""
+    from genrec_core.models.cfgan import discriminator_loss, generator_loss
+
+    real, fake = torch.tensor([0.4, -1.2]), torch.tensor([-0.3, 2.0])
+    generated = torch.tensor([[0.2, 0.9, 0.5], [0.1, 0.3, 0.7]])
+    zr = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    sig = torch.sigmoid
+    d_expected = (-torch.log(sig(real)) - torch.log(1 - sig(fake))).mean()
+    g_expected = (torch.log(1 - sig(fake)) + 0.5 * torch.tensor([0.2**2 + 0.5**2, 0.3**2])).mean()
+    torch.testing.assert_close(discriminator_loss(real, fake), d_expected)
+    torch.testing.assert_close(generator_loss(fake, generated, zr, 0.5), g_expected)
 
 
 def test_mult_vae_loss_matches_the_reference_formula():

@@ -6,8 +6,10 @@ Data come from ``../shared/data`` (GENREC_SHARED_DATA overrides); nothing is cop
 - lastfm: the LightGCN train/test split (1-based ids); validation carved as for ml-1m.
 Tuned models pick their setting on validation (fitted on train minus validation), are
 refitted on the full train with it, and are tested with the full train as history.
-Mult-VAE trains on train minus validation with early stopping on validation NDCG@20 and
-is tested as the best-validation model. Each model runs in its own process, so its
+The neural models train on train minus validation with early stopping on validation
+NDCG@20 and are tested as the best-validation model; a model with a linear expert picks
+the expert's L2 and weight on validation, then refits the expert (closed form) on all of
+train, as the tuned baselines are. Each model runs in its own process, so its
 peak RSS is its own.
 """
 
@@ -26,7 +28,17 @@ import scipy.sparse as sp
 from genrec_core.paths import PROJECT_ROOT
 
 DATASETS = ("ml-1m", "ml-100k", "lastfm")
-MODELS = ("popularity", "item_knn", "ease", "mult_vae")
+MODELS = ("popularity", "item_knn", "ease", "mult_vae", "rec_vae", "cfgan", "mult_vae+ease", "rec_vae+ease")
+NEURAL = ("mult_vae", "rec_vae", "cfgan", "mult_vae+ease", "rec_vae+ease")
+# Benchmark settings on top of each config's defaults: an epoch cap that early stopping ends sooner.
+NEURAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mult_vae": {"epochs": 200, "total_anneal_steps": 20_000},
+    "rec_vae": {"epochs": 100},
+    "cfgan": {"epochs": 400},
+    # the product of the generative model and an EASE expert (see genrec_core/models/neural.py)
+    "mult_vae+ease": {"epochs": 200, "total_anneal_steps": 20_000, "linear_expert": True},
+    "rec_vae+ease": {"epochs": 100, "linear_expert": True},
+}
 SEED = 2024
 
 
@@ -111,10 +123,10 @@ def load(dataset: str) -> Split:
 def _metrics(model: Any, history: sp.csr_matrix, targets: sp.csr_matrix) -> dict[str, float]:
     from genrec_core.evaluate import evaluate
 
-    at10 = evaluate(model, history, targets, 10)
-    at20 = evaluate(model, history, targets, 20)
-    return {"recall@10": at10["recall@10"], "recall@20": at20["recall@20"], "ndcg@10": at10["ndcg@10"],
-            "ndcg@20": at20["ndcg@20"], "precision@10": at10["precision@10"], "coverage@20": at20["coverage@20"]}
+    m = evaluate(model, history, targets, (10, 20))
+    names = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@10", "map@10", "coverage@20",
+             "popularity_bias@10")
+    return {name: m[name] for name in names}
 
 
 def _interactions(matrix: sp.csr_matrix) -> Any:
@@ -134,12 +146,11 @@ def _grid(name: str) -> list[Any]:
     return [None]
 
 
-def run_model(dataset: str, name: str, threads: int, mult_vae_overrides: dict[str, Any] | None = None
+def run_model(dataset: str, name: str, threads: int, overrides: dict[str, Any] | None = None
               ) -> dict[str, Any]:
     import torch
 
     from genrec_core.benchmarks.common import peak_rss_mb
-    from genrec_core.config import MultVAEConfig
     from genrec_core.evaluate import evaluate
     from genrec_core.models.base import FitOptions, Validation
     from genrec_core.models.registry import model_class
@@ -149,13 +160,20 @@ def run_model(dataset: str, name: str, threads: int, mult_vae_overrides: dict[st
     options = FitOptions(seed=SEED, threads=threads)
     result: dict[str, Any] = {"dataset": dataset, "model": name, "split": split.split}
     started = time.perf_counter()
-    if name == "mult_vae":
-        config = MultVAEConfig(**{"epochs": 200, "total_anneal_steps": 20_000, **(mult_vae_overrides or {})})
+    if name in NEURAL:
+        cls = model_class(name.split("+")[0])
+        config = cls.config_class(**{**NEURAL_DEFAULTS[name], **(overrides or {})})
         validation = Validation(split.fit, split.valid, k=20, patience=15)
-        model = model_class(name)(config).fit(_interactions(split.fit), FitOptions(SEED, "cpu", threads, validation))
+        model = cls(config).fit(_interactions(split.fit), FitOptions(SEED, "cpu", threads, validation))
         result.update({"config": config.model_dump(), "best_epoch": model.best_epoch,
                        "epochs_run": len(model.training_log),
-                       "valid_ndcg@20": max(e.get("val_ndcg", 0.0) for e in model.training_log)})
+                       "valid_ndcg@20": max(e.get("val_ndcg", 0.0) for e in model.training_log),
+                       # time until the best-validation epoch ended, validation passes included
+                       "seconds_to_best": round(model.training_log[model.best_epoch - 1]["seconds"], 2)})
+        if model.expert is not None:
+            # like the tuned baselines: settings chosen on validation, the closed-form part refitted on all of train
+            model.refit_expert(_interactions(split.train), options)
+            result["expert"] = {"l2": model.expert_l2, "weight": model.expert_weight}
         train_seconds = model.fit_seconds
     else:
         cls = model_class(name)
@@ -178,18 +196,19 @@ def run_model(dataset: str, name: str, threads: int, mult_vae_overrides: dict[st
 
 def _child(queue: Any, dataset: str, name: str, threads: int, overrides: dict[str, Any] | None) -> None:
     try:
-        queue.put(run_model(dataset, name, threads, overrides))
+        queue.put(run_model(dataset, name, threads, (overrides or {}).get(name)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         queue.put({"dataset": dataset, "model": name, "error": repr(exc)})
 
 
 def run(dataset: str, models: list[str], threads: int = 2,
-        mult_vae_overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One result per model; `overrides` maps a neural model's name to config fields to change."""
     ctx = mp.get_context("spawn")
     results = []
     for name in models:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, mult_vae_overrides))
+        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, overrides))
         proc.start()
         results.append(queue.get())
         proc.join()

@@ -46,6 +46,8 @@ class FitOptions:
     device: str = "cpu"
     threads: int = 0
     validation: Validation | None = None
+    warm_start: "Recommender | None" = None  # fine-tune from this fitted model (same kind, fewer or equal items)
+    checkpoint_dir: str | None = None  # local directory: save after every epoch, resume from what is there
 
 
 class Recommender(ABC):

@@ -10,13 +10,15 @@ if TYPE_CHECKING:
 
 
 def model_class(name: str) -> type["Recommender"]:
+    from genrec_core.models.cfgan import CFGAN
     from genrec_core.models.ease import EASE
     from genrec_core.models.item_knn import ItemKNN
     from genrec_core.models.mult_vae import MultVAE
     from genrec_core.models.popularity import Popularity
+    from genrec_core.models.rec_vae import RecVAE
 
     classes: dict[str, type[Recommender]] = {
-        MultVAE.name: MultVAE, EASE.name: EASE, ItemKNN.name: ItemKNN, Popularity.name: Popularity}
+        MultVAE.name: MultVAE, RecVAE.name: RecVAE, CFGAN.name: CFGAN, EASE.name: EASE, ItemKNN.name: ItemKNN, Popularity.name: Popularity}
     if name not in classes:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(classes)}")
     return classes[name]

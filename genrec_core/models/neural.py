@@ -1,0 +1,336 @@
+"""What the PyTorch models share: a seeded epoch loop with early stopping, checkpoints and
+resume, warm starts onto a grown item vocabulary, mixed precision on CUDA, scoring with
+the first layer as a sparse product, and an optional linear expert.
+
+The linear expert (config `linear_expert`) makes the model a product of experts: the
+network's multinomial p(i | u) times exp(w * s(u, i)), where s is EASE's item-item score
+(Steck 2019) fitted in closed form on the same training matrix; lists rank by
+log p(i | u) + w * s(u, i). The network is trained exactly as without it; EASE's L2 and
+the weight w are chosen on the validation set when one is given. It needs the items^2
+EASE matrix, so it is for catalogues up to `ease.max_items`.
+
+A subclass provides the network (`_build`), its optimizers and one epoch of updates;
+the network itself (an `nn.Module` with `score_sparse`) knows nothing about training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from abc import abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from genrec_core.data.interactions import Interactions
+from genrec_core.models.base import FitOptions, Recommender, Validation
+from genrec_core.models.torch_utils import binary_rows_tensor, csr_rows_to_dense, normalized_binary_rows
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+EXPERT_L2_GRID = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+EXPERT_WEIGHT_GRID = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+DEFAULT_EXPERT_L2, DEFAULT_EXPERT_WEIGHT = 500.0, 10.0
+_EXPERT_KEYS = ("expert.item_item", "expert.weight", "expert.l2")
+
+
+def grow_state(old: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`fresh` (a new network for the grown vocabulary) with every trained value of `old` copied in.
+
+    Item indices are append-only, so an old item's row or column keeps its index: along
+    the one axis whose size grew, the leading slice is copied and the new items keep
+    their fresh initialisation. Any other change of shape is an error.
+    """
+    grown = {}
+    for name, new in fresh.items():
+        if name not in old:
+            raise ValueError(f"warm start: the previous model has no parameter {name!r}")
+        prev = old[name]
+        if prev.shape == new.shape:
+            grown[name] = prev.clone()
+            continue
+        differing = [axis for axis in range(new.dim()) if prev.shape[axis] != new.shape[axis]]
+        if prev.dim() != new.dim() or len(differing) != 1 or prev.shape[differing[0]] > new.shape[differing[0]]:
+            raise ValueError(f"warm start: cannot grow {name!r} from {tuple(prev.shape)} to {tuple(new.shape)}")
+        out = new.clone()
+        out.narrow(differing[0], 0, prev.shape[differing[0]]).copy_(prev)
+        grown[name] = out
+    return grown
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in float32 or wider, whatever precision autocast ran the forward pass in."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+class SparseInputNet(nn.Module):
+    """A network whose scores for a chunk can be computed from a sparse input."""
+
+    @abstractmethod
+    def score_sparse(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores [rows, items] for a sparse COO input (as `NeuralRecommender.input_rows` builds it)."""
+
+    def sparse_linear(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        """`layer(x)` for a sparse `x`, with the transposed weight cached until the weight changes."""
+        weight = layer.weight
+        key = (id(layer), weight.data_ptr(), weight._version, weight.device)
+        cache = self.__dict__.setdefault("_transposed", {})
+        if cache.get("key") != key:
+            cache.update(key=key, value=weight.detach().t().contiguous())
+        return torch.sparse.mm(x, cache["value"]) + layer.bias
+
+
+class NeuralRecommender(Recommender):
+    """Base of the PyTorch models; the config must have epochs, finetune_epochs and batch_size."""
+
+    config_class: ClassVar[type]
+    normalized_input: ClassVar[bool] = True  # L2-normalised binary rows (VAEs) or plain binary rows (CFGAN)
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__()
+        self.config = config or self.config_class()
+        self.net: SparseInputNet | None = None
+        self.best_epoch = 0
+        self.warm_started = False
+        self._step = 0  # updates so far (annealing schedules read it)
+        self.expert: torch.Tensor | None = None  # EASE item-item matrix of the linear expert
+        self.expert_weight = 0.0
+        self.expert_l2: float | None = None
+
+    # ---- what each model provides -------------------------------------------------------
+    @abstractmethod
+    def _build(self, n_items: int) -> SparseInputNet: ...
+
+    @abstractmethod
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+
+    @abstractmethod
+    def _train_epoch(self, x_all: sp.csr_matrix, order: np.ndarray,
+                     optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """One epoch of updates over the users in `order`; returns mean losses for the log."""
+
+    # ---- shared machinery ---------------------------------------------------------------
+    def initial_network(self, n_items: int, seed: int) -> SparseInputNet:
+        """The untrained network `fit` starts from for this seed."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._build(n_items).to(self.device)
+
+    def batches(self, x_all: sp.csr_matrix, order: np.ndarray) -> Iterator[torch.Tensor]:
+        """Dense [batch, items] blocks of the users in `order`, built on the model's device."""
+        size = self.config.batch_size
+        for start in range(0, len(order), size):
+            yield csr_rows_to_dense(x_all[np.sort(order[start:start + size])], self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 autocast on CUDA (no loss scaling needed), nothing on CPU."""
+        if str(self.device).startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _fit(self, train: Interactions, options: FitOptions) -> None:
+        x_all = train.binary()
+        rows = train.users_with_history()
+        self.net = self.initial_network(train.n_items, options.seed)
+        self.warm_started = options.warm_start is not None
+        if options.warm_start is not None:
+            self._warm_start(options.warm_start)
+        epochs = self.config.finetune_epochs if self.warm_started else self.config.epochs
+        optimizers = self._optimizers()
+        self._step, first_epoch = 0, 0
+        best_score, self.best_epoch, best_state = -1.0, 0, None
+        self.training_log = []
+        checkpoint = Path(options.checkpoint_dir) / CHECKPOINT_FILE if options.checkpoint_dir else None
+        fingerprint = self._fingerprint(train, options)
+        if checkpoint is not None and checkpoint.exists():
+            saved = torch.load(checkpoint, map_location=self.device, weights_only=True)
+            if saved["fingerprint"] == fingerprint:
+                self.net.load_state_dict(saved["net"])
+                for name, opt in optimizers.items():
+                    opt.load_state_dict(saved["optimizers"][name])
+                first_epoch, self._step = int(saved["epoch"]), int(saved["step"])
+                best_score, self.best_epoch = float(saved["best_score"]), int(saved["best_epoch"])
+                best_state = saved["best_state"] or None
+                self.training_log = [dict(e) for e in saved["log"]]
+                log.info("%s resumes from %s after epoch %d", self.name, checkpoint, first_epoch)
+            else:
+                log.warning("%s ignores checkpoint %s: it belongs to another training run", self.name, checkpoint)
+        stopped = first_epoch > 0 and self._should_stop(options.validation)
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            for epoch in range(first_epoch, epochs):
+                if stopped:
+                    break
+                # Each epoch's order and noise come from (seed, epoch), so a resumed run repeats the same updates.
+                torch.manual_seed(options.seed * 100_003 + epoch)
+                order = np.random.default_rng([options.seed, epoch]).permutation(rows)
+                self.net.train()
+                entry: dict[str, float] = {"epoch": epoch + 1, **self._train_epoch(x_all, order, optimizers)}
+                if options.validation is not None:
+                    entry["val_ndcg"] = self._validation_ndcg(options.validation)
+                    if entry["val_ndcg"] > best_score:
+                        best_score, self.best_epoch = entry["val_ndcg"], epoch + 1
+                        best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                entry["seconds"] = time.perf_counter() - started  # since this fit (re)started, validation included
+                self.training_log.append(entry)
+                log.debug("%s %s", self.name, entry)
+                stopped = self._should_stop(options.validation)
+                if checkpoint is not None:
+                    self._save_checkpoint(checkpoint, fingerprint, epoch + 1, optimizers, best_score, best_state)
+        if best_state is not None:
+            self.net.load_state_dict(best_state)  # the best-validation epoch's weights
+        else:
+            self.best_epoch = len(self.training_log)
+        self.net.eval()
+        self.expert = None
+        if getattr(self.config, "linear_expert", False):
+            self._fit_expert(train, options)
+
+    def _fit_expert(self, train: Interactions, options: FitOptions) -> None:
+        from genrec_core.config import EASEConfig
+        from genrec_core.models.ease import EASE
+
+        validation = options.validation
+        l2_grid = [self.config.expert_l2] if self.config.expert_l2 else (
+            EXPERT_L2_GRID if validation is not None else [DEFAULT_EXPERT_L2])
+        weight_grid = [self.config.expert_weight] if self.config.expert_weight is not None else (
+            EXPERT_WEIGHT_GRID if validation is not None else [DEFAULT_EXPERT_WEIGHT])
+        best: tuple[float, float] | None = None
+        expert_options = FitOptions(seed=options.seed, device=self.device, threads=options.threads)
+        for l2 in l2_grid:
+            ease = EASE(EASEConfig(l2=l2)).fit(train, expert_options)
+            score = self._validation_ndcg(validation, ease) if validation is not None and len(l2_grid) > 1 else 0.0
+            if best is None or score > best[0]:
+                best, self.expert = (score, l2), ease.weights
+        self.expert_l2 = best[1] if best is not None else None
+        best_weight = (-1.0, weight_grid[0])
+        for weight in weight_grid:
+            self.expert_weight = float(weight)
+            score = self._validation_ndcg(validation) if validation is not None and len(weight_grid) > 1 else 0.0
+            if score > best_weight[0]:
+                best_weight = (score, float(weight))
+        self.expert_weight = best_weight[1]
+        log.info("%s linear expert: l2 %s, weight %s", self.name, self.expert_l2, self.expert_weight)
+
+    def _should_stop(self, validation: Validation | None) -> bool:
+        if validation is None or not self.training_log:
+            return False
+        return self.training_log[-1]["epoch"] - self.best_epoch >= validation.patience
+
+    def _fingerprint(self, train: Interactions, options: FitOptions) -> str:
+        x = train.binary()
+        digest = hashlib.sha256()
+        for part in (x.indptr, x.indices):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update(json.dumps([self.name, self.config_dict(), options.seed, self.warm_started,
+                                  options.validation is not None], sort_keys=True).encode())
+        return digest.hexdigest()
+
+    def _save_checkpoint(self, path: Path, fingerprint: str, epoch: int,
+                         optimizers: dict[str, torch.optim.Optimizer], best_score: float,
+                         best_state: dict[str, torch.Tensor] | None) -> None:
+        """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+        assert self.net is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save({"fingerprint": fingerprint, "epoch": epoch, "step": self._step,
+                    "net": self.net.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                    "best_score": best_score, "best_epoch": self.best_epoch, "best_state": best_state or {},
+                    "log": self.training_log}, buffer)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def _warm_start(self, previous: Recommender) -> None:
+        if type(previous) is not type(self):
+            raise ValueError(f"{self.name}: cannot warm-start from a {previous.name} model")
+        assert self.net is not None and isinstance(previous, NeuralRecommender) and previous.net is not None
+        grown = grow_state({k: v.to(self.device) for k, v in previous.net.state_dict().items()},
+                           self.net.state_dict())
+        self.net.load_state_dict(grown)
+        log.info("%s warm-started from %d to %d items", self.name, previous.n_items, self.n_items)
+
+    def refit_expert(self, train: Interactions, options: FitOptions | None = None) -> None:
+        """Refit the linear expert, with the L2 and weight already chosen, on `train` (e.g. the full
+        training set once validation has done its job); the network is left as it is."""
+        from genrec_core.config import EASEConfig
+        from genrec_core.models.ease import EASE
+
+        if self.expert is None:
+            raise RuntimeError(f"{self.name}: no linear expert to refit")
+        if train.n_items != self.n_items:
+            raise ValueError(f"{self.name}: refit on {train.n_items} items, model has {self.n_items}")
+        options = options or FitOptions(device=self.device)
+        self.expert = EASE(EASEConfig(l2=self.expert_l2 or DEFAULT_EXPERT_L2)).fit(train, options).weights
+
+    def _validation_ndcg(self, validation: Validation, model: Recommender | None = None) -> float:
+        from genrec_core.evaluate import evaluate
+
+        assert self.net is not None
+        self.net.eval()
+        metrics = evaluate(model or self, validation.history, validation.targets, validation.k, chunk_size=4096)
+        return float(metrics[f"ndcg@{validation.k}"] or 0.0)
+
+    def input_rows(self, history: sp.csr_matrix, device: str) -> torch.Tensor:
+        if self.normalized_input:
+            return normalized_binary_rows(history, device)
+        return binary_rows_tensor(history, device)
+
+    def prepare(self, history: sp.csr_matrix) -> torch.Tensor:
+        """The chunk's input rows as a sparse CPU tensor (pinned when scoring on CUDA)."""
+        self._check_history(history)
+        x = self.input_rows(history, "cpu")
+        return x.pin_memory() if str(self.device).startswith("cuda") else x
+
+    def score(self, history: sp.csr_matrix) -> torch.Tensor:
+        return self.score_prepared(self.prepare(history))
+
+    @torch.no_grad()
+    def score_prepared(self, prepared: torch.Tensor) -> torch.Tensor:
+        assert self.net is not None
+        self.net.eval()
+        x = prepared.to(self.device, non_blocking=True)
+        scores = self.net.score_sparse(x).float()
+        if self.expert is None:
+            return scores
+        binary = torch.sparse_coo_tensor(x.indices(), torch.ones_like(x.values()), x.shape, check_invariants=False)
+        return torch.log_softmax(scores, dim=1) + self.expert_weight * torch.sparse.mm(binary, self.expert)
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.model_dump()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None
+        state = dict(self.net.state_dict())
+        if self.expert is not None:
+            state.update({_EXPERT_KEYS[0]: self.expert, _EXPERT_KEYS[1]: torch.tensor(self.expert_weight),
+                          _EXPERT_KEYS[2]: torch.tensor(self.expert_l2 or DEFAULT_EXPERT_L2)})
+        return state
+
+    def load_state(self, config: dict[str, Any], n_items: int, state: dict[str, torch.Tensor]) -> None:
+        self.config = self.config_class(**config)
+        self.n_items = n_items
+        state = dict(state)
+        expert = state.pop(_EXPERT_KEYS[0], None)
+        weight = state.pop(_EXPERT_KEYS[1], None)
+        l2 = state.pop(_EXPERT_KEYS[2], None)
+        self.expert_l2 = float(l2) if l2 is not None else None
+        self.expert = expert.to(self.device) if expert is not None else None
+        self.expert_weight = float(weight) if weight is not None else 0.0
+        self.net = self._build(n_items).to(self.device)
+        self.net.load_state_dict(state)
+        self.net.eval()
