@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.set_defaults(func=cmd_bench_extract)
     bq = bench.add_parser("quality", help="test metrics of every model on a public data set's fixed split")
     bq.add_argument("--dataset", required=True, choices=["ml-1m", "ml-100k", "lastfm"])
-    bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae,rec_vae,cfgan")
+    bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae,rec_vae,cfgan,mult_vae+ease,rec_vae+ease")
     bq.add_argument("--threads", type=_positive, default=2)
     bq.add_argument("--overrides", help='JSON config overrides per neural model, e.g. {"mult_vae": {"dropout": 0.3}}')
     bq.set_defaults(func=cmd_bench_quality)

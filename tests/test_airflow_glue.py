@@ -43,6 +43,15 @@ def test_bad_param_fails_at_once_with_its_name():
 
     with pytest.raises(ConfigError, match="setting 'k'"):
         settings({"params": {"k": 0}})
+    with pytest.raises(ConfigError, match="setting 'train_mode'"):
+        settings({"params": {"mode": "sometimes"}})
+
+
+def test_mode_param_sets_the_training_mode():
+    from genrec_airflow.runtime import settings
+
+    assert settings({"params": {"mode": "retrain"}}).train_mode == "retrain"
+    assert settings({"params": {}}).train_mode == "auto"
 
 
 class _Recording:
