@@ -129,7 +129,7 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
         "GENREC_SPARK_MASTER": "local[2]", "GENREC_SPARK_DRIVER_MEMORY": "1g", "GENREC_TORCH_THREADS": "2",
     }
     monkeypatch.delenv("GENREC_PG_DSN", raising=False)
-    for name, value in settings.mult_vae.model_dump().items():
+    for name, value in settings.mult_vae.model_dump(exclude_none=True).items():
         env[f"GENREC_MULT_VAE__{name.upper()}"] = str(value)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
