@@ -105,7 +105,7 @@ def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, 
 
     from genrec_core.models.base import Recommender
     from genrec_core.models.registry import build_model
-    from genrec_core.training_plan import FINETUNE, PLAN_FILE, plan_training
+    from genrec_core.training_plan import FINE_TUNABLE, FINETUNE, PLAN_FILE, plan_training
 
     storage = _storage(settings)
     data = ExtractedData(extract_uri, run_date, storage)
@@ -113,7 +113,7 @@ def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, 
     if train_set.matrix.nnz == 0:
         raise DataError(f"no training interactions before {run_date} in the window; need at least two days of data")
     previous = run_date - dt.timedelta(days=1)
-    published_before = is_published(settings, previous) if settings.model in ("mult_vae", "rec_vae", "cfgan") else None
+    published_before = is_published(settings, previous) if settings.model in FINE_TUNABLE else None
     plan = plan_training(settings, run_date, train_set.items, storage, published_before)
     options = _fit_options(settings)
     if plan.mode == FINETUNE:

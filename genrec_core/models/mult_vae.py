@@ -89,17 +89,11 @@ class MultVAE(NeuralRecommender):
     def _train_epoch(self, x_all: sp.csr_matrix, order: np.ndarray,
                      optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         assert self.net is not None
-        optimizer = optimizers["adam"]
-        total = 0.0
-        beta = self.beta()
-        for batch in self.batches(x_all, order):
-            beta = self.beta()
-            with self.autocast():
-                logits, mu, logvar = self.net(batch)
-            loss, _, _ = mult_vae_loss(logits, batch, mu, logvar, beta)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            self._step += 1
-            total += float(loss.detach()) * batch.shape[0]
-        return {"loss": total / max(len(order), 1), "beta": beta}
+        net = self.net
+
+        def loss_of(batch: torch.Tensor) -> torch.Tensor:
+            logits, mu, logvar = net(batch)
+            return mult_vae_loss(logits, batch, mu, logvar, self.beta())[0]
+
+        loss = self.optimise(x_all, order, optimizers["adam"], loss_of)
+        return {"loss": loss, "beta": self.beta()}

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -132,6 +132,22 @@ class NeuralRecommender(Recommender):
         size = self.config.batch_size
         for start in range(0, len(order), size):
             yield csr_rows_to_dense(x_all[np.sort(order[start:start + size])], self.device)
+
+    def optimise(self, x_all: sp.csr_matrix, order: np.ndarray, optimizer: torch.optim.Optimizer,
+                 loss_of: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        """One pass of updates over the users in `order` with `loss_of(batch)`; returns the mean loss.
+        Gradients of every parameter are cleared, so only `optimizer`'s parameters ever move."""
+        assert self.net is not None
+        total = 0.0
+        for batch in self.batches(x_all, order):
+            with self.autocast():
+                loss = loss_of(batch)
+            self.net.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            self._step += 1
+            total += float(loss.detach()) * batch.shape[0]
+        return total / max(len(order), 1)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bfloat16 autocast on CUDA (no loss scaling needed), nothing on CPU."""

@@ -115,28 +115,17 @@ class RecVAE(NeuralRecommender):
         return {"encoder": torch.optim.Adam(self.net.encoder.parameters(), lr=lr),
                 "decoder": torch.optim.Adam(self.net.decoder.parameters(), lr=lr)}
 
-    def _pass(self, x_all: sp.csr_matrix, order: np.ndarray, optimizer: torch.optim.Optimizer,
-              dropout: float) -> float:
-        assert isinstance(self.net, RecVAENet)
-        total = 0.0
-        for batch in self.batches(x_all, order):
-            with self.autocast():
-                loss, _, _ = self.net.loss(batch, dropout, self.config.gamma)
-            self.net.zero_grad(set_to_none=True)  # the other half's gradients are never applied
-            loss.backward()
-            optimizer.step()
-            self._step += 1
-            total += float(loss.detach()) * batch.shape[0]
-        return total / max(len(order), 1)
-
     def _train_epoch(self, x_all: sp.csr_matrix, order: np.ndarray,
                      optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         assert isinstance(self.net, RecVAENet)
+        net, c = self.net, self.config
         rng = np.random.default_rng(self._step)  # reshuffle between passes, reproducibly
         encoder_loss = decoder_loss = 0.0
-        for _ in range(self.config.encoder_passes):
-            encoder_loss = self._pass(x_all, rng.permutation(order), optimizers["encoder"], self.config.dropout)
-        self.net.update_prior()
-        for _ in range(self.config.decoder_passes):
-            decoder_loss = self._pass(x_all, rng.permutation(order), optimizers["decoder"], 0.0)
+        for _ in range(c.encoder_passes):
+            encoder_loss = self.optimise(x_all, rng.permutation(order), optimizers["encoder"],
+                                         lambda batch: net.loss(batch, c.dropout, c.gamma)[0])
+        net.update_prior()
+        for _ in range(c.decoder_passes):
+            decoder_loss = self.optimise(x_all, rng.permutation(order), optimizers["decoder"],
+                                         lambda batch: net.loss(batch, 0.0, c.gamma)[0])
         return {"encoder_loss": encoder_loss, "decoder_loss": decoder_loss}
