@@ -149,7 +149,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
         overrides = json.loads(args.overrides) if args.overrides else None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--overrides is not JSON: {exc}") from None
-    results = quality_bench.run(args.dataset, args.models.split(","), args.threads, overrides)
+    results = quality_bench.run(args.dataset, args.models.split(","), args.threads, overrides, args.tune)
     for result in results[:-1]:
         print(json.dumps(result, sort_keys=True))  # one object per model, one per line
     return results[-1]
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae,rec_vae,cfgan,mult_vae+ease,rec_vae+ease")
     bq.add_argument("--threads", type=_positive, default=2)
     bq.add_argument("--overrides", help='JSON config overrides per neural model, e.g. {"mult_vae": {"dropout": 0.3}}')
+    bq.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+                    help="search each model's settings with this many Optuna trials on validation (0: off)")
     bq.set_defaults(func=cmd_bench_quality)
 
     p = sub.add_parser("demo", help="generate a log, run the DAG with `airflow dags test`, show results")

@@ -106,6 +106,16 @@ class ItemKNNConfig(_Section):
     shrink: float = Field(10.0, ge=0.0)
 
 
+class TuningConfig(_Section):
+    """Optional hyperparameter search before a full retrain (genrec_core/tuning.py): trials train on the
+    window's days before D-1 and are judged on D-1, so day D stays unseen for the gate."""
+
+    enabled: bool = Field(False, description="search before each full retrain; fine-tunes keep the tuned config")
+    trials: int = Field(20, ge=1, description="most trials per search")
+    timeout_minutes: float | None = Field(60.0, gt=0, description="wall-clock budget of one search; None = trials only")
+    patience: int = Field(5, ge=1, description="early stopping of a neural trial, in epochs")
+
+
 class ExtractConfig(_Section):
     """How raw logs become implicit feedback (see the README's extract section)."""
 
@@ -186,6 +196,7 @@ class Settings(BaseSettings):
     s3: S3Config = Field(default_factory=S3Config)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
     force_publish: bool = Field(False, description="publish even when the quality gate rejects (recorded as forced)")
     mult_vae: MultVAEConfig = Field(default_factory=MultVAEConfig)
     rec_vae: RecVAEConfig = Field(default_factory=RecVAEConfig)

@@ -104,8 +104,9 @@ def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, 
     from dataclasses import replace
 
     from genrec_core.models.base import Recommender
-    from genrec_core.models.registry import build_model
-    from genrec_core.training_plan import FINE_TUNABLE, FINETUNE, PLAN_FILE, plan_training
+    from genrec_core.models.registry import build_model, model_class
+    from genrec_core.training_plan import FINE_TUNABLE, FINETUNE, PLAN_FILE, TUNING_FILE, plan_training
+    from genrec_core.tuning import SEARCH_SPACES
 
     storage = _storage(settings)
     data = ExtractedData(extract_uri, run_date, storage)
@@ -116,21 +117,57 @@ def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, 
     published_before = is_published(settings, previous) if settings.model in FINE_TUNABLE else None
     plan = plan_training(settings, run_date, train_set.items, storage, published_before)
     options = _fit_options(settings)
+    tuning = None
     if plan.mode == FINETUNE:
         assert plan.base_uri is not None
-        options = replace(options, warm_start=Recommender.load(plan.base_uri, storage, options.device))
+        base = Recommender.load(plan.base_uri, storage, options.device)
+        options = replace(options, warm_start=base)
+        model = model_class(settings.model)(base.config)  # a fine-tune continues the base's network and config
+    elif settings.tuning.enabled and settings.model in SEARCH_SPACES:
+        tuning = _tune(settings, data, run_date, options)
+        section = getattr(settings, settings.model)
+        model = model_class(settings.model)(type(section).model_validate(tuning["best_config"])
+                                            if "best_config" in tuning else section)
+    else:
+        model = build_model(settings.model, settings)
     checkpoints = _checkpoint_dir(settings, run_date)
     options = replace(options, checkpoint_dir=checkpoints)
     log.info("train %s for %s: %s (%s)", settings.model, run_date, plan.mode, plan.reason)
-    model = build_model(settings.model, settings).fit(train_set, options)
+    model.fit(train_set, options)
     uri = model_uri_for(settings, run_date)
     storage.delete_dir(uri)
     model.save(uri, storage)
     storage.copy_dir(join(extract_uri, "vocab"), join(uri, "vocab"))
+    if tuning is not None:
+        storage.write_json(join(uri, TUNING_FILE), tuning)
     storage.write_json(join(uri, PLAN_FILE), plan.to_json())  # written last: marks a complete artifact
     shutil.rmtree(checkpoints, ignore_errors=True)
     return {"model_uri": uri, "model": settings.model, "fit_seconds": model.fit_seconds, "mode": plan.mode,
-            "reason": plan.reason}
+            "reason": plan.reason, "tuned": tuning.get("best_value") if tuning else None}
+
+
+def _tune(settings: Settings, data: ExtractedData, run_date: dt.date, options: Any) -> dict[str, Any]:
+    """The optional search before a full retrain: fit on days before D-1, judge on D-1 (D stays unseen).
+    Returns tuning.json's content; without interactions on D-1 the search is skipped and says why."""
+    from genrec_core.models.base import Validation
+    from genrec_core.tuning import TuneBudget, tune
+
+    validation_day = run_date - dt.timedelta(days=1)
+    fit_set, validation_set, _ = data.split(holdout_day=validation_day)
+    if fit_set.matrix.nnz == 0 or validation_set.matrix.nnz == 0:
+        reason = f"no interactions before or on {validation_day} to tune on; using the configured settings"
+        log.warning("tuning %s for %s skipped: %s", settings.model, run_date, reason)
+        return {"skipped": reason}
+    config = settings.tuning
+    budget = TuneBudget(config.trials, config.timeout_minutes * 60 if config.timeout_minutes else None,
+                        config.patience)
+    validation = Validation(fit_set.matrix, validation_set.matrix, k=settings.k)
+    try:
+        result = tune(settings.model, getattr(settings, settings.model), fit_set, validation, budget, options)
+    except RuntimeError as exc:  # no trial finished inside the budget: train with the configured settings
+        log.warning("tuning %s for %s gave no result: %s", settings.model, run_date, exc)
+        return {"skipped": str(exc)}
+    return {**result.to_json(), "validation_day": validation_day.isoformat()}
 
 
 def evaluate(settings: Settings, run_date: dt.date, extract_uri: str, model_uri: str) -> dict[str, Any]:

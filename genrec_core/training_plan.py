@@ -4,12 +4,15 @@
 one dated after D, so a backfill of D repeats that night. `auto` fine-tunes unless a
 full retrain is due: no usable model of D-1, the last full retrain is `retrain_every_days`
 old, the item vocabulary grew by more than `retrain_vocab_growth` since then, or D-1's
-model was not published (the gate rejected it: the fine-tuned line fell behind the champion).
+model was not published (the gate rejected it: the fine-tuned line fell behind the champion), or the
+model's settings changed since D-1's (unless tuning is on: then the line keeps its tuned config until
+its next full retrain, which searches again).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +23,7 @@ from genrec_core.errors import ConfigError, DataError
 from genrec_core.storage import Storage, join
 
 PLAN_FILE = "training.json"
+TUNING_FILE = "tuning.json"  # beside a model whose config came from the optional search (genrec_core/tuning.py)
 FINETUNE, RETRAIN = "finetune", "retrain"
 FINE_TUNABLE = ("mult_vae", "rec_vae", "cfgan")
 
@@ -46,6 +50,16 @@ def _retrain(run_date: dt.date, n_items: int, reason: str) -> TrainingPlan:
 
 def _is_prefix(previous: Vocabulary, current: Vocabulary) -> bool:
     return len(previous) <= len(current) and bool((previous.ids == current.ids[:len(previous)]).all())
+
+
+def _config_of(model_uri: str, storage: Storage) -> Any:
+    from genrec_core.models.base import CONFIG_FILE
+
+    return storage.read_json(join(model_uri, CONFIG_FILE))["config"]
+
+
+def _settings_config(settings: Settings) -> Any:
+    return json.loads(json.dumps(getattr(settings, settings.model).model_dump(mode="json")))
 
 
 def plan_training(settings: Settings, run_date: dt.date, items: Vocabulary, storage: Storage,
@@ -81,6 +95,8 @@ def plan_training(settings: Settings, run_date: dt.date, items: Vocabulary, stor
             return _retrain(run_date, n_items, f"last full retrain {last} is {(run_date - last).days} days old")
         if grown > settings.retrain_vocab_growth:
             return _retrain(run_date, n_items, f"item vocabulary grew {grown:.1%} since the retrain of {last}")
+        if not settings.tuning.enabled and _config_of(base, storage) != _settings_config(settings):
+            return _retrain(run_date, n_items, f"the {settings.model} settings changed since the model of {previous}")
         if published_before is False:
             return _retrain(run_date, n_items, f"the model of {previous} was not published (gate rejected it)")
     return TrainingPlan(FINETUNE, f"warm start from {previous}", base, base_plan["last_full_retrain"],

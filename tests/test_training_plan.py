@@ -25,6 +25,8 @@ def _artifact(settings, day: dt.date, items: Vocabulary, last_full_retrain: dt.d
     storage = Storage()
     uri = pipeline.model_uri_for(settings, day)
     storage.write_table(join(uri, "vocab", "items", "part-0.parquet"), items.to_table())
+    storage.write_json(join(uri, "config.json"), {"model": settings.model, "n_items": len(items),
+                                                  "config": settings.mult_vae.model_dump(mode="json")})
     storage.write_json(join(uri, PLAN_FILE), {"mode": "retrain", "reason": "", "base_uri": None,
                                               "last_full_retrain": last_full_retrain.isoformat(),
                                               "items_at_retrain": items_at_retrain})
@@ -47,9 +49,12 @@ def test_auto_fine_tunes_from_the_model_of_d_minus_1(settings):
     ({"today_items": 120}, "vocabulary grew"),
     ({"published": False}, "not published"),
     ({"vocab": Vocabulary(np.array([f"x{j}" for j in range(100)], dtype=object))}, "not a prefix"),
+    ({"settings": {"hidden_dim": 128}}, "mult_vae settings changed"),
 ])
 def test_auto_retrains_when_a_retrain_is_due(settings, change, expected):
     _artifact(settings, YESTERDAY, change.get("vocab", _items(100)), change.get("last", YESTERDAY), 100)
+    if "settings" in change:  # the operator changed the model's settings since D-1's model was trained
+        settings = settings.model_copy(update={"mult_vae": settings.mult_vae.model_copy(update=change["settings"])})
     plan = plan_training(settings, RUN_DATE, _items(change.get("today_items", 104)), Storage(),
                          published_before=change.get("published", True))
     assert plan.mode == "retrain" and expected in plan.reason

@@ -10,7 +10,8 @@ The neural models train on train minus validation with early stopping on validat
 NDCG@20 and are tested as the best-validation model; a model with a linear expert picks
 the expert's L2 and weight on validation, then refits the expert (closed form) on all of
 train, as the tuned baselines are. Each model runs in its own process, so its
-peak RSS is its own.
+peak RSS is its own. `--tune N` replaces the fixed settings (neural) or the grid (baselines)
+by N trials of the Optuna search in genrec_core/tuning.py on the same validation carve.
 """
 
 from __future__ import annotations
@@ -148,8 +149,23 @@ def _grid(name: str) -> list[Any]:
     return [None]
 
 
-def run_model(dataset: str, name: str, threads: int, overrides: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
+def _tuned(name: str, base: Any, split: Split, trials: int, options: Any) -> tuple[Any, dict[str, Any]]:
+    """The optional Optuna search on the validation carve; the config to run with and a summary."""
+    from genrec_core.models.base import Validation
+    from genrec_core.tuning import TuneBudget, tune
+
+    result = tune(name, base, _interactions(split.fit), Validation(split.fit, split.valid, k=20),
+                  TuneBudget(trials=trials, timeout_s=None, patience=10), options)
+    config = {**result.best_config}
+    if "epochs" in config:
+        config["epochs"] = base.epochs  # the run below early-stops on the same carve, under the usual cap
+    summary = {"trials": len(result.trials), "pruned": sum(t["state"] == "PRUNED" for t in result.trials),
+               "best_valid_ndcg@20": round(result.best_value, 4), "seconds": round(result.seconds, 1)}
+    return type(base).model_validate(config), summary
+
+
+def run_model(dataset: str, name: str, threads: int, overrides: dict[str, Any] | None = None,
+              tune_trials: int = 0) -> dict[str, Any]:
     import torch
 
     from genrec_core.benchmarks.common import peak_rss_mb
@@ -165,6 +181,8 @@ def run_model(dataset: str, name: str, threads: int, overrides: dict[str, Any] |
     if name in NEURAL:
         cls = model_class(name.split("+")[0])
         config = cls.config_class(**{**NEURAL_DEFAULTS[name], **(overrides or {})})
+        if tune_trials:
+            config, result["tuning"] = _tuned(name.split("+")[0], config, split, tune_trials, options)
         validation = Validation(split.fit, split.valid, k=20, patience=15)
         model = cls(config).fit(_interactions(split.fit), FitOptions(SEED, "cpu", threads, validation))
         result.update({"config": config.model_dump(), "best_epoch": model.best_epoch,
@@ -180,7 +198,11 @@ def run_model(dataset: str, name: str, threads: int, overrides: dict[str, Any] |
     else:
         cls = model_class(name)
         best, best_score = None, -1.0
-        for config in _grid(name):
+        grid = _grid(name)
+        if tune_trials and grid != [None]:
+            tuned, result["tuning"] = _tuned(name, type(grid[0])(), split, tune_trials, options)
+            grid = [tuned]
+        for config in grid:
             candidate = (cls(config) if config is not None else cls()).fit(_interactions(split.fit), options)
             score = evaluate(candidate, split.fit, split.valid, 20)["ndcg@20"]
             if score > best_score:
@@ -196,22 +218,36 @@ def run_model(dataset: str, name: str, threads: int, overrides: dict[str, Any] |
     return result
 
 
-def _child(queue: Any, dataset: str, name: str, threads: int, overrides: dict[str, Any] | None) -> None:
+def _child(queue: Any, dataset: str, name: str, threads: int, overrides: dict[str, Any] | None,
+           tune_trials: int) -> None:
     try:
-        queue.put(run_model(dataset, name, threads, (overrides or {}).get(name)))
+        queue.put(run_model(dataset, name, threads, (overrides or {}).get(name), tune_trials))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         queue.put({"dataset": dataset, "model": name, "error": repr(exc)})
 
 
+def _result_of(proc: Any, queue: Any, dataset: str, name: str) -> dict[str, Any]:
+    """The child's result, or an error naming its exit code when it died without one (e.g. killed)."""
+    import queue as queues
+
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except queues.Empty:
+            if not proc.is_alive():
+                return {"dataset": dataset, "model": name, "error": f"process exited with code {proc.exitcode}"}
+
+
 def run(dataset: str, models: list[str], threads: int = 2,
-        overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One result per model; `overrides` maps a neural model's name to config fields to change."""
+        overrides: dict[str, dict[str, Any]] | None = None, tune_trials: int = 0) -> list[dict[str, Any]]:
+    """One result per model; `overrides` maps a neural model's name to config fields to change;
+    `tune_trials` > 0 replaces a model's fixed settings or grid by an Optuna search of that many trials."""
     ctx = mp.get_context("spawn")
     results = []
     for name in models:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, overrides))
+        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, overrides, tune_trials))
         proc.start()
-        results.append(queue.get())
+        results.append(_result_of(proc, queue, dataset, name))
         proc.join()
     return results

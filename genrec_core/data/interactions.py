@@ -203,18 +203,19 @@ class ExtractedData:
                                   minlength=n_users).astype(np.int64)
         return counts
 
-    def split(self) -> tuple[Interactions, Interactions, Interactions]:
-        """Positive feedback as (train: days before D, holdout: day D, full: the whole window through D).
+    def split(self, holdout_day: dt.date | None = None) -> tuple[Interactions, Interactions, Interactions]:
+        """Positive feedback as (train: days before the holdout day, holdout: that day (D by default),
+        full: the whole window through D).
 
         Time decay and the count term apply to all three; the k-core filter to the two training sets.
         """
         users, items = self.vocabularies()
         daily = self._weighted(self.daily())
         day = pc.cast(daily.column("day"), pa.string())
-        on_run_date = pc.equal(day, self.run_date.isoformat())
+        held = (holdout_day or self.run_date).isoformat()
         count_weight = self._count_weight()
-        train = Interactions.from_daily(daily.filter(pc.invert(on_run_date)), users, items, count_weight=count_weight)
-        holdout = Interactions.from_daily(daily.filter(on_run_date), users, items, count_weight=count_weight)
+        train = Interactions.from_daily(daily.filter(pc.less(day, held)), users, items, count_weight=count_weight)
+        holdout = Interactions.from_daily(daily.filter(pc.equal(day, held)), users, items, count_weight=count_weight)
         full = Interactions.from_daily(daily, users, items, count_weight=count_weight)
         return self._kcore_filter(train), holdout, self._kcore_filter(full)
 

@@ -12,6 +12,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import scipy.sparse as sp
@@ -36,6 +37,8 @@ class Validation:
     targets: sp.csr_matrix
     k: int = 20
     patience: int = 10
+    # called after each epoch's validation with (epoch, NDCG@k); it may raise to abandon the fit (pruning)
+    on_epoch: Callable[[int, float], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,8 @@ class NeuralRecommender(Recommender):
                     if entry["val_ndcg"] > best_score:
                         best_score, self.best_epoch = entry["val_ndcg"], epoch + 1
                         best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                    if options.validation.on_epoch is not None:
+                        options.validation.on_epoch(epoch + 1, entry["val_ndcg"])
                 entry["seconds"] = time.perf_counter() - started  # since this fit (re)started, validation included
                 self.training_log.append(entry)
                 log.debug("%s %s", self.name, entry)

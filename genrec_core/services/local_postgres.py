@@ -86,11 +86,12 @@ class LocalPostgres:
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
                   "-l", str(self.base / "server.log"), "-w", "-t", "60", "start")
-        self._create_database()
+        self.create_database(self.database)
         log.info("local Postgres on 127.0.0.1:%d (data %s)", self.port, self.data_dir)
         return self
 
-    def _create_database(self) -> None:
+    def create_database(self, name: str) -> None:
+        """Create database `name` owned by the server's user unless it exists."""
         import psycopg2
         from psycopg2 import sql
 
@@ -105,9 +106,9 @@ class LocalPostgres:
                 time.sleep(0.2)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if not cur.fetchone():
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         conn.close()
 
     def stop(self, remove: bool | None = None) -> None:
