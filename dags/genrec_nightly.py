@@ -33,11 +33,13 @@ from typing import get_args
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from genrec_airflow.assets import RECOMMENDATIONS
 from genrec_airflow.notifiers import GenrecNotifier
-from genrec_core.config import ModelName
+from genrec_core.config import ModelName, configured_values
 
 MODEL_NAMES = get_args(ModelName)
 
 GPU_QUEUE = os.environ.get("GENREC_GPU_QUEUE", "gpu")
+# Param defaults are the configured settings (GENREC_* / TOML), so a scheduled run uses them as they are.
+CONFIGURED = configured_values("model", "train_mode", "k", "lookback_days", "force_publish")
 
 DEFAULT_ARGS = {
     "owner": "genrec",
@@ -60,13 +62,13 @@ DEFAULT_ARGS = {
     tags=["genrec", "recommendations"],
     doc_md=__doc__,
     params={
-        "model": Param("mult_vae", type="string", enum=list(MODEL_NAMES), description="Model to train"),
-        "mode": Param("auto", type="string", enum=["auto", "finetune", "retrain"],
+        "model": Param(CONFIGURED["model"], type="string", enum=list(MODEL_NAMES), description="Model to train"),
+        "mode": Param(CONFIGURED["train_mode"], type="string", enum=["auto", "finetune", "retrain"],
                       description="auto: fine-tune from the model of D-1 unless a full retrain is due "
                                   "(weekly, vocabulary growth, or yesterday's model lost the gate)"),
-        "k": Param(10, type="integer", minimum=1, maximum=1000, description="List length per user"),
-        "lookback_days": Param(30, type="integer", minimum=2, maximum=3650, description="Days of logs in the window"),
-        "force_publish": Param(False, type="boolean",
+        "k": Param(CONFIGURED["k"], type="integer", minimum=1, maximum=1000, description="List length per user"),
+        "lookback_days": Param(CONFIGURED["lookback_days"], type="integer", minimum=2, maximum=3650, description="Days of logs in the window"),
+        "force_publish": Param(CONFIGURED["force_publish"], type="boolean",
                                description="Publish even if the quality gate rejects (recorded as forced)"),
     },
 )

@@ -260,3 +260,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def configured_values(*names: str) -> dict[str, Any]:
+    """The current values of top-level settings (env, TOML, defaults): the DAG's param defaults, so a
+    run's params repeat the operator's configuration unless someone changes them in the Trigger form."""
+    settings = load_settings()
+    return {name: getattr(settings, name) for name in names}

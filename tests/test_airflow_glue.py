@@ -152,3 +152,17 @@ def test_dag_files_parse_without_heavy_imports():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY=\n" in out.stdout, out.stdout
+
+
+def test_param_defaults_are_the_configured_settings(monkeypatch):
+    """A scheduled run takes the params' defaults: they must be the operator's settings, not fixed values."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from genrec_core.paths import PROJECT_ROOT
+
+    monkeypatch.setenv("GENREC_LOOKBACK_DAYS", "45")
+    monkeypatch.setenv("GENREC_TRAIN_MODE", "retrain")
+    monkeypatch.setenv("GENREC_MODEL", "ease")
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "genrec_nightly.py"))
+    params = bag.get_dag("genrec_nightly").params
+    assert (params["lookback_days"], params["mode"], params["model"], params["k"]) == (45, "retrain", "ease", 10)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 DAG_ID = "genrec_nightly"
 LOOKBACK = 6
-SCREENSHOT = os.environ.get("GENREC_BACKFILL_SCREENSHOT")  # where to save the dialog's picture, if anywhere
+SCREENSHOT = os.environ.get("BACKFILL_DIALOG_SCREENSHOT")  # where to save the dialog's picture, if anywhere
 
 
 def _wait_for_runs(af: AirflowStandalone, count: int, timeout_s: float) -> list[dict]:
@@ -41,26 +42,43 @@ def _wait_for_runs(af: AirflowStandalone, count: int, timeout_s: float) -> list[
     raise AssertionError(f"DAG runs not finished in {timeout_s:.0f}s: {[(r['dag_run_id'], r['state']) for r in runs]}")
 
 
-def _backfill_through_the_dialog(af: AirflowStandalone, day: dt.date) -> None:
-    """Open the DAG's Trigger dialog, switch to Backfill, enter one logical date and run it."""
-    from playwright.sync_api import sync_playwright
+def _wait_until_backfills_complete(af: AirflowStandalone, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(b["completed_at"] is None for b in af.get(f"/api/v2/backfills?dag_id={DAG_ID}")["backfills"]):
+        assert time.monotonic() < deadline, "a backfill whose runs have all finished is still not complete"
+        time.sleep(2)
 
-    stamp = f"{day.isoformat()}T00:00"
+
+def _backfill_through_the_dialog(af: AirflowStandalone, day: dt.date) -> None:
+    """Open the DAG's Trigger dialog, switch to Backfill, enter one logical date as the range and run it."""
+    from playwright.sync_api import expect, sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{af.url}/dags/{DAG_ID}", wait_until="networkidle")
-        page.get_by_role("button", name="Trigger").first.click()
-        page.get_by_text("Backfill", exact=True).click()
-        inputs = page.locator("input[type='datetime-local']")
-        inputs.nth(0).fill(stamp)
-        inputs.nth(1).fill(stamp)
-        page.get_by_text("1 run will be triggered").wait_for(timeout=30_000)
-        if SCREENSHOT:
-            page.screenshot(path=SCREENSHOT)
-        page.get_by_role("button", name="Run Backfill").click()
-        page.wait_for_timeout(3000)
-        browser.close()
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{af.url}/dags/{DAG_ID}", wait_until="networkidle")
+            page.get_by_role("button", name="Trigger").first.click()
+            page.get_by_text("Backfill", exact=True).click()
+            for picker in range(2):  # From, To:  # each a popover with a date and a time field
+                page.get_by_test_id("datetime-input").nth(picker).click()
+                popover = page.locator("[data-scope=popover][data-part=content][data-state=open]")
+                popover.get_by_placeholder("YYYY/MM/DD").fill(day.strftime("%Y/%m/%d"))
+                popover.get_by_placeholder("HH:mm").fill("00:00")
+                page.keyboard.press("Escape")
+                expect(page.get_by_test_id("datetime-input").nth(picker)).to_contain_text(day.strftime("%b %-d, %Y"))
+            page.get_by_text(re.compile(r"^1 runs? will be triggered")).wait_for(timeout=30_000)
+            if SCREENSHOT:
+                page.screenshot(path=SCREENSHOT)
+            page.get_by_role("button", name="Run Backfill").click()
+            deadline = time.monotonic() + 60
+            while len(af.get(f"/api/v2/backfills?dag_id={DAG_ID}")["backfills"]) < 2:
+                if time.monotonic() > deadline:
+                    page.screenshot(path=str(af.home / "dialog-failure.png"))
+                    raise AssertionError(f"the dialog created no backfill; it shows: {page.inner_text('body')[:3000]}")
+                time.sleep(1)
+        finally:
+            browser.close()
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Chromium for the UI dialog")
@@ -82,12 +100,17 @@ def test_cli_and_ui_backfills_beside_the_nightly_run(postgres, pg_dsn, tmp_path)
     with AirflowStandalone(tmp_path / "airflow", postgres, env) as af:
         af.wait_for_dag(DAG_ID)
         af.cli("dags", "unpause", DAG_ID)  # the scheduler now creates the nightly run for yesterday
-        created = af.cli("backfill", "create", "--dag-id", DAG_ID, "--from-date", backfilled[0].isoformat(),
-                         "--to-date", backfilled[-1].isoformat(), "--max-active-runs", "1")
-        assert "error" not in created.stdout.lower(), created.stdout
+        af.cli("backfill", "create", "--dag-id", DAG_ID, "--from-date", backfilled[0].isoformat(),
+               "--to-date", backfilled[-1].isoformat(), "--max-active-runs", "1")
+        _wait_for_runs(af, 4, timeout_s=1500)
+        _wait_until_backfills_complete(af, timeout_s=120)  # the scheduler marks it a moment after its last run
+        # Airflow runs one backfill per DAG at a time: the dialog's comes after the CLI's has finished
         _backfill_through_the_dialog(af, from_ui)
-        runs = _wait_for_runs(af, 5, timeout_s=1500)
+        runs = _wait_for_runs(af, 5, timeout_s=600)
+        backfills = af.get(f"/api/v2/backfills?dag_id={DAG_ID}")["backfills"]
 
+    assert sorted((b["from_date"][:10], b["to_date"][:10]) for b in backfills) == sorted(
+        [(backfilled[0].isoformat(), backfilled[-1].isoformat()), (from_ui.isoformat(), from_ui.isoformat())])
     by_date = {r["data_interval_start"][:10]: r for r in runs}
     assert set(by_date) == {d.isoformat() for d in [from_ui, *backfilled, nightly]}, by_date.keys()
     assert {d: r["state"] for d, r in by_date.items()} == {d: "success" for d in by_date}

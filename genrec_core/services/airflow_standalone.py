@@ -46,6 +46,8 @@ class AirflowStandalone:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             **(extra_env or {}),
         })
+        # `airflow standalone` starts its components as `airflow <component>` from PATH
+        self.env["PATH"] = os.pathsep.join([str(Path(airflow_bin()).parent), self.env.get("PATH", "")])
         self._proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "AirflowStandalone":
