@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test install system-deps clean
+.PHONY: demo test install system-deps clean audit
 
 demo: install system-deps
 	$(VENV)/bin/genrec demo
@@ -42,3 +42,12 @@ system-deps:
 
 clean:
 	rm -rf .state
+
+# Known vulnerabilities in the pinned requirements (pip-audit in its own throwaway venv; needs PyPI's
+# JSON API or api.osv.dev to be reachable). The CPU tag of torch is dropped: advisories name versions.
+audit:
+	$(PYTHON) -m venv .state/audit-venv
+	.state/audit-venv/bin/pip install -q pip-audit
+	sed 's/^torch==\(.*\)+cpu$$/torch==\1/' constraints.txt > .state/audit-requirements.txt
+	.state/audit-venv/bin/pip-audit -r .state/audit-requirements.txt --no-deps --disable-pip --strict
+

@@ -27,6 +27,8 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 # Rejection reasons written to the quarantine output's `reason` column.
 REJECT_EMPTY_USER = "empty_user_id"
 REJECT_EMPTY_ITEM = "empty_item_id"
+REJECT_BAD_ID = "bad_id"  # an id longer than MAX_ID_LENGTH or holding control characters (NUL, newline, ...)
+MAX_ID_LENGTH = 256
 REJECT_EVENT_TYPE = "unknown_event_type"
 REJECT_TIMESTAMP = "bad_timestamp"
 REJECT_OUT_OF_PARTITION = "timestamp_outside_partition"
@@ -40,6 +42,7 @@ REJECT_REASONS: tuple[str, ...] = (
     REJECT_SCHEMA_DRIFT,
     REJECT_EMPTY_USER,
     REJECT_EMPTY_ITEM,
+    REJECT_BAD_ID,
     REJECT_EVENT_TYPE,
     REJECT_TIMESTAMP,
     REJECT_OUT_OF_PARTITION,

@@ -97,9 +97,19 @@ def test_compose_has_the_services_and_the_gpu_worker_takes_the_gpu_queue():
         if name != "minio-init":
             assert "limits" in services[name]["deploy"]["resources"], name
     # no secret is written into the compose file: each comes from the env file
-    for match in re.finditer(r"(PASSWORD|SECRET|FERNET_KEY)[\"']?:\s*(\S+)", (DOCKER / "docker-compose.yml").read_text()):
-        assert match.group(2).startswith(("${", '"${', "$$")), match.group(0)
+    secret_keys = re.compile(r"^\s*([A-Z_]*(?:PASSWORD|SECRET|FERNET_KEY)[A-Z_]*):\s*(\S+)", re.MULTILINE)
+    values = secret_keys.findall((DOCKER / "docker-compose.yml").read_text())
+    assert len(values) >= 8 and all(value.startswith("${") for _, value in values), values
     assert "docker/.env" in (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_init_scripts_are_valid_bash_and_create_the_connections():
+    for script in (DOCKER / "airflow-init.sh", DOCKER / "postgres-init" / "01-databases.sh"):
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, script
+    init = (DOCKER / "airflow-init.sh").read_text()
+    for connection in ("genrec_postgres", "genrec_s3", "spark_default"):  # the names the DAG resolves
+        assert f"replace_connection {connection} " in init
+    assert "genrec db upgrade" in init and "airflow db migrate" in init
 
 
 def _compose_validator() -> Path | None:

@@ -135,10 +135,18 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
         monkeypatch.setenv(key, value)
 
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("genrec_nightly")
-    # Triggered when day D has ended: its data interval is D.
-    run = dag.test(logical_date=dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc))
-    assert str(run.state) in ("success", "DagRunState.SUCCESS")
-    assert run.data_interval_start.date() == RUN_DATE
+    # Two consecutive nights, D-1 then D; each triggered when its day has ended (its data interval is the day).
+    for day in (RUN_DATE - dt.timedelta(days=1), RUN_DATE):
+        after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+        run = dag.test(logical_date=after)
+        assert str(run.state) in ("success", "DagRunState.SUCCESS"), day
+        assert run.data_interval_start.date() == day
+    # D-1 trained from scratch; D, with D-1 published, fine-tuned from D-1's model
+    plans = {day: s3_storage.read_json(join(settings.output_uri, "models", "mult_vae", f"dt={day}", "training.json"))
+             for day in ("2026-11-19", "2026-11-20")}
+    assert plans["2026-11-19"]["mode"] == "retrain"
+    assert plans["2026-11-20"]["mode"] == "finetune"
+    assert plans["2026-11-20"]["base_uri"] == join(settings.output_uri, "models", "mult_vae", "dt=2026-11-19")
 
     dsn = settings.pg_dsn.get_secret_value()
     recs = fetch(dsn, "SELECT * FROM genrec.recommendations WHERE run_date = %s", RUN_DATE)
@@ -147,8 +155,9 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     summary = s3_storage.read_json(join(settings.output_uri, "runs", "dt=2026-11-20", "summary.json"))
     assert summary["rows_published"] == len(recs)
     # nothing dated after D was produced
-    assert s3_storage.list_dir(join(settings.output_uri, "recommendations")) == ["dt=2026-11-20"]
-    assert summary["gate"]["passed"] and summary["gate"]["champion"] is None
+    assert s3_storage.list_dir(join(settings.output_uri, "recommendations")) == ["dt=2026-11-19", "dt=2026-11-20"]
+    # D's gate compared against the model published for D-1
+    assert summary["gate"]["passed"] and summary["gate"]["champion_version"] == "mult_vae@2026-11-19"
     # the publish updated the Asset, with the run date for consumers
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session

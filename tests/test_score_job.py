@@ -159,3 +159,42 @@ def test_spark_mapinpandas_scoring_writes_the_same_lists(trained, tmp_path):
     spark_lists = spark_lists.sort_values(["user_id", "rank"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(base.drop(columns="score"), spark_lists.drop(columns="score"))
     assert sum(m["rows"] for m in markers) == len(base)
+
+
+def _score_in_child(extract_uri: str, model_uri: str, out_uri: str, k: int, min_history: int, fallback_days: int
+                    ) -> None:
+    from genrec_core.models.base import Recommender
+
+    storage = Storage()
+    score_shard(ExtractedData(extract_uri, RUN_DATE, storage), Recommender.load(model_uri, storage),
+                ScoreRequest(RUN_DATE, k, 8, min_history, fallback_days, 0, 1, 10), ItemFilter(), out_uri, storage,
+                "mult_vae")
+
+
+@pytest.mark.reliability
+def test_scoring_killed_mid_way_is_refused_then_the_retry_writes_every_list_once(trained, tmp_path):
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    settings, extract_uri, model_uri = trained
+    out = (tmp_path / "killed").as_uri()
+    shard = tmp_path / "killed" / shard_dir("", 1).strip("/")
+    child = mp.get_context("spawn").Process(target=_score_in_child, args=(
+        extract_uri, model_uri, out, settings.k, settings.min_history, settings.fallback_days))
+    child.start()
+    deadline = time.monotonic() + 120
+    while not list(shard.rglob("part-*.parquet")):  # kill it once it has started writing its lists
+        assert child.is_alive() and time.monotonic() < deadline, "scoring never wrote a part"
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert not list(shard.rglob("_done/*.json")), "the shard finished before it could be killed"
+    with pytest.raises(DataError, match="shard 0 of 1 has not finished"):
+        staged_parts(Storage(), out, 1)  # a publish refuses the half-written shard
+
+    retried, _, _ = run_score(settings, extract_uri, model_uri, out, chunk=8, block=10)  # the retry, same place
+    clean, _, _ = run_score(settings, extract_uri, model_uri, (tmp_path / "clean").as_uri(), chunk=8, block=10)
+    pd.testing.assert_frame_equal(retried, clean)
+    assert not retried.duplicated(["user_id", "rank"]).any()

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from psycopg2 import sql
 
 from genrec_core.benchmarks.common import peak_rss_mb, percentile
 from genrec_core.contract import RECOMMENDATION_COLUMNS
@@ -73,8 +74,9 @@ def _copy_floor(dsn: str, paths: list[Path]) -> float:
     buffer.seek(0)
     started = time.perf_counter()
     with conn, conn.cursor() as cur:
-        columns = ", ".join(RECOMMENDATION_COLUMNS)
-        cur.copy_expert(f"COPY public.copy_floor ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+        columns = sql.SQL(", ").join(map(sql.Identifier, RECOMMENDATION_COLUMNS))
+        cur.copy_expert(sql.SQL("COPY public.copy_floor ({}) FROM STDIN WITH (FORMAT csv)").format(columns)
+                        .as_string(conn), buffer)
     seconds = time.perf_counter() - started
     with conn, conn.cursor() as cur:
         cur.execute("DROP TABLE public.copy_floor")
@@ -82,13 +84,13 @@ def _copy_floor(dsn: str, paths: list[Path]) -> float:
     return rows / seconds
 
 
-def _reader(dsn: str, users: int, stop: Any, out: Any, seed: int) -> None:
+def _reader(dsn: str, users: int, k: int, stop: Any, out: Any, seed: int) -> None:
     import psycopg2
 
     rng = np.random.default_rng(seed)
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
-    latencies, empty = [], 0
+    latencies, empty, partial = [], 0, 0
     with conn.cursor() as cur:
         while not stop.is_set():
             user = f"u{rng.integers(0, users):08d}"
@@ -98,8 +100,9 @@ def _reader(dsn: str, users: int, stop: Any, out: Any, seed: int) -> None:
             rows = cur.fetchall()
             latencies.append((time.perf_counter() - started) * 1000.0)
             empty += not rows
+            partial += bool(rows) and [r[0] for r in rows] != list(range(1, k + 1))  # a list not whole
     conn.close()
-    out.put((latencies, empty))
+    out.put((latencies, empty, partial))
 
 
 def _publish(dsn: str, paths: list[Path], workers: int) -> tuple[float, dict[str, float]]:
@@ -138,7 +141,7 @@ def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to
 
         ctx = mp.get_context("spawn")
         stop, out = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_reader, args=(dsn, rows // k, stop, out, i)) for i in range(readers)]
+        procs = [ctx.Process(target=_reader, args=(dsn, rows // k, k, stop, out, i)) for i in range(readers)]
         for proc in procs:
             proc.start()
         time.sleep(settle_s)  # readers connected and warm before the republish starts
@@ -147,8 +150,9 @@ def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to
         results = [out.get(timeout=60) for _ in procs]
         for proc in procs:
             proc.join()
-        latencies = [ms for lat, _ in results for ms in lat]
-        empty = sum(e for _, e in results)
+        latencies = [ms for result in results for ms in result[0]]
+        empty = sum(r[1] for r in results)
+        partial = sum(r[2] for r in results)
 
         to_sql = _to_sql(dsn, paths, min(to_sql_rows, rows))
     finally:
@@ -169,6 +173,7 @@ def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to
         "lookup_max_ms": round(max(latencies), 2) if latencies else None,
         "lookups": len(latencies),
         "lookups_with_no_rows": empty,
+        "lookups_with_a_partial_list": partial,
         "readers": readers,
         "copy_workers": workers,
         "peak_rss_mb": round(peak_rss_mb(), 1),

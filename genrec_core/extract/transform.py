@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from genrec_core.config import Settings
 from genrec_core.contract import (
     EVENT_TYPES,
+    MAX_ID_LENGTH,
+    REJECT_BAD_ID,
     REJECT_EMPTY_ITEM,
     REJECT_EMPTY_USER,
     REJECT_EVENT_TYPE,
@@ -31,11 +33,14 @@ def rejection_reason() -> "Column":
 
     blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
     bad_number = F.isnan(F.col("value")) | (F.col("value") < 0)
+    # Control characters cannot be stored or shown safely downstream (Postgres text refuses NUL).
+    bad_id = lambda c: (F.length(F.col(c)) > MAX_ID_LENGTH) | F.col(c).rlike(r"\p{Cc}")  # noqa: E731
     return (
         F.when(F.col("malformed"), REJECT_MALFORMED)
         .when(F.col("drift"), REJECT_SCHEMA_DRIFT)
         .when(blank("user_id"), REJECT_EMPTY_USER)
         .when(blank("item_id"), REJECT_EMPTY_ITEM)
+        .when(bad_id("user_id") | bad_id("item_id"), REJECT_BAD_ID)
         .when(F.col("event_type").isNull() | ~F.col("event_type").isin(list(EVENT_TYPES)), REJECT_EVENT_TYPE)
         .when(F.col("event_ts").isNull(), REJECT_TIMESTAMP)  # missing or unparseable
         .when(F.to_date("event_ts") != F.to_date("dt"), REJECT_OUT_OF_PARTITION)

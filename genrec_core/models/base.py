@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import scipy.sparse as sp
 
 from genrec_core.data.interactions import Interactions
+from genrec_core.errors import DataError
 from genrec_core.storage import Storage, join
 
 if TYPE_CHECKING:
@@ -129,10 +130,20 @@ class Recommender(ABC):
 
         from genrec_core.models.registry import model_class
 
-        meta = storage.read_json(join(uri, CONFIG_FILE))
-        model = model_class(meta["model"])()
-        state = torch.load(io.BytesIO(storage.read_bytes(join(uri, WEIGHTS_FILE))), map_location=device,
-                           weights_only=True)
-        model.device = device
-        model.load_state(meta["config"], int(meta["n_items"]), state)
+        try:
+            meta = storage.read_json(join(uri, CONFIG_FILE))
+            model = model_class(meta["model"])()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"model artifact {uri}: {CONFIG_FILE} is not a genrec model config ({exc!r})") from None
+        try:
+            # weights_only: plain tensors only; a pickled object (code) in the file is refused, never run
+            state = torch.load(io.BytesIO(storage.read_bytes(join(uri, WEIGHTS_FILE))), map_location=device,
+                               weights_only=True)
+            model.device = device
+            model.load_state(meta["config"], int(meta["n_items"]), state)
+        except (OSError, FileNotFoundError):
+            raise
+        except Exception as exc:  # truncated, corrupt, foreign or malicious weights
+            raise DataError(f"model artifact {uri}: {WEIGHTS_FILE} cannot be loaded as {meta['model']} weights "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
         return model

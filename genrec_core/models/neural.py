@@ -267,11 +267,16 @@ class NeuralRecommender(Recommender):
                     "best_score": best_score, "best_epoch": self.best_epoch, "best_state": best_state or {},
                     "log": self.training_log}, buffer)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(buffer.getvalue())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. the checkpoint disk is full: stop loudly; the last good checkpoint stays
+            tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, f"cannot write the training checkpoint {path} after epoch {epoch} "
+                                     f"({exc.strerror}); free space or point checkpoint_dir elsewhere") from exc
 
     def _warm_start(self, previous: Recommender) -> None:
         if type(previous) is not type(self):

@@ -39,6 +39,8 @@ PARENT = "recommendations"
 _PARTITION = re.compile(r"^recommendations_(\d{8})$")
 # Per index build: enough to sort a 10M-row date in memory (two builds run at once).
 INDEX_BUILD_MEMORY = "1GB"
+_STAGE_INFIX = "_load_"
+_LOCK_NAMESPACE = 0x67656E  # advisory-lock key space of publishes ("gen"); the second key is the date
 
 
 @dataclass(frozen=True)
@@ -196,13 +198,14 @@ def publish_postgres(dsn: str, run_date: dt.date, tables: Iterable[pa.Table], ru
     `run_record` (model, model_version, metrics, artifacts, started_at) goes to `genrec.runs`
     in the swap transaction. Afterwards only the newest `keep_dates` dates (and the served one) are kept.
     """
-    stage_name = f"{partition_table(run_date)}_load_{secrets.token_hex(4)}"
+    stage_name = f"{partition_table(run_date)}{_STAGE_INFIX}{secrets.token_hex(4)}"
     stage = sql.Identifier(SCHEMA, stage_name)
     final = sql.Identifier(SCHEMA, partition_table(run_date))
     parent = sql.Identifier(SCHEMA, PARENT)
     timings: dict[str, float] = {}
     conn = connect(dsn)
     try:
+        _claim_date(conn, run_date)
         with conn, conn.cursor() as cur:
             # UNLOGGED while loading would be faster but could not be attached to a logged parent.
             cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
@@ -240,12 +243,37 @@ def publish_postgres(dsn: str, run_date: dt.date, tables: Iterable[pa.Table], ru
                  ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
         return PublishResult(rows, timings, dropped)
     except BaseException:
-        conn.rollback()
-        with conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+        _discard_stage(conn, stage)
         raise
     finally:
         conn.close()
+
+
+def _claim_date(conn: Any, run_date: dt.date) -> None:
+    """Serialise publishes of one date (a session lock, released even if this process is killed) and drop
+    staging tables that killed or crashed attempts for the date left behind: holding the lock, none is live."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_NAMESPACE, run_date.toordinal()))
+        prefix = partition_table(run_date) + _STAGE_INFIX
+        cur.execute("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'r' AND left(c.relname, %s) = %s",
+                    (SCHEMA, len(prefix), prefix))
+        for (name,) in cur.fetchall():
+            log.warning("dropping %s.%s, left by an earlier publish of %s that did not finish", SCHEMA, name, run_date)
+            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, name)))
+
+
+def _discard_stage(conn: Any, stage: sql.Identifier) -> None:
+    """Best effort after a failure: the original error matters more (the next attempt sweeps what is left)."""
+    import psycopg2
+
+    try:
+        conn.rollback()
+        with conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+    except psycopg2.Error as cleanup:
+        log.warning("could not drop the staging table after a failed publish (%s); the next publish of the "
+                    "date will", str(cleanup).strip())
 
 
 def apply_retention(dsn: str, keep_dates: int) -> list[dt.date]:

@@ -1,0 +1,48 @@
+"""Training faults: the checkpoint disk refuses writes (a real OS limit in a child process), then the
+retry with room completes and matches an uninterrupted run."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import pytest
+import torch
+
+from genrec_core.config import MultVAEConfig
+from genrec_core.models.base import FitOptions
+from genrec_core.models.mult_vae import MultVAE
+from tests.toy import two_block_interactions
+
+pytestmark = pytest.mark.reliability
+CONFIG = MultVAEConfig(epochs=4, hidden_dim=16, latent_dim=4, batch_size=20, total_anneal_steps=20)
+
+
+def _fit_with_a_file_size_limit(checkpoints: str, limit: int, results: mp.Queue) -> None:
+    import resource
+
+    # Files above `limit` bytes cannot be written (EFBIG), as on a full disk; Python ignores SIGXFSZ.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        MultVAE(CONFIG).fit(two_block_interactions(), FitOptions(seed=1, threads=1, checkpoint_dir=checkpoints))
+        results.put("finished")
+    except OSError as exc:
+        results.put(str(exc))
+
+
+def test_checkpoint_write_failure_stops_loudly_and_the_retry_recovers(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_fit_with_a_file_size_limit, args=(str(checkpoints), 4096, results))
+    child.start()
+    message = results.get(timeout=300)
+    child.join()
+    assert "cannot write the training checkpoint" in message and str(checkpoints) in message, message
+    assert "after epoch 1" in message
+    assert not list(checkpoints.glob("*.tmp"))  # no half-written file left behind
+
+    retried = MultVAE(CONFIG).fit(two_block_interactions(), FitOptions(seed=1, threads=1,
+                                                                        checkpoint_dir=str(checkpoints)))
+    plain = MultVAE(CONFIG).fit(two_block_interactions(), FitOptions(seed=1, threads=1))
+    for name, tensor in plain.state().items():
+        assert torch.equal(tensor, retried.state()[name]), name
