@@ -46,3 +46,35 @@ def test_checkpoint_write_failure_stops_loudly_and_the_retry_recovers(tmp_path):
     plain = MultVAE(CONFIG).fit(two_block_interactions(), FitOptions(seed=1, threads=1))
     for name, tensor in plain.state().items():
         assert torch.equal(tensor, retried.state()[name]), name
+
+
+def _mount_tmpfs(path, size: str) -> bool:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_a_really_full_checkpoint_disk_stops_loudly_and_the_retry_recovers(tmp_path):
+    """A real ENOSPC: the checkpoint directory is a tmpfs smaller than one checkpoint (needs root to mount)."""
+    import errno
+    import subprocess
+
+    disk = tmp_path / "small-disk"
+    if not _mount_tmpfs(disk, "8k"):
+        pytest.skip("cannot mount a tmpfs here (needs root); the RLIMIT_FSIZE test covers the write failure")
+    try:
+        with pytest.raises(OSError) as raised:
+            MultVAE(CONFIG).fit(two_block_interactions(), FitOptions(seed=1, threads=1, checkpoint_dir=str(disk)))
+        assert raised.value.errno == errno.ENOSPC
+        assert f"cannot write the training checkpoint {disk}" in str(raised.value)
+        assert list(disk.iterdir()) == []  # the partial temp file is gone
+        subprocess.run(["mount", "-o", "remount,size=1m", str(disk)], check=True)  # space freed
+        retried = MultVAE(CONFIG).fit(two_block_interactions(), FitOptions(seed=1, threads=1,
+                                                                            checkpoint_dir=str(disk)))
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+    plain = MultVAE(CONFIG).fit(two_block_interactions(), FitOptions(seed=1, threads=1))
+    for name, tensor in plain.state().items():
+        assert torch.equal(tensor, retried.state()[name]), name
