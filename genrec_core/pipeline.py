@@ -125,9 +125,10 @@ def train(settings: Settings, run_date: dt.date, extract_uri: str) -> dict[str, 
         model = model_class(settings.model)(base.config)  # a fine-tune continues the base's network and config
     elif settings.tuning.enabled and settings.model in SEARCH_SPACES:
         tuning = _tune(settings, data, run_date, options)
-        section = getattr(settings, settings.model)
-        model = model_class(settings.model)(type(section).model_validate(tuning["best_config"])
-                                            if "best_config" in tuning else section)
+        config = getattr(settings, settings.model)
+        if "best_config" in tuning:  # else the search was skipped and says why
+            config = type(config).model_validate(tuning["best_config"])
+        model = model_class(settings.model)(config)
     else:
         model = build_model(settings.model, settings)
     checkpoints = _checkpoint_dir(settings, run_date)

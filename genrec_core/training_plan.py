@@ -12,7 +12,6 @@ its next full retrain, which searches again).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,7 +58,7 @@ def _config_of(model_uri: str, storage: Storage) -> Any:
 
 
 def _settings_config(settings: Settings) -> Any:
-    return json.loads(json.dumps(getattr(settings, settings.model).model_dump(mode="json")))
+    return getattr(settings, settings.model).model_dump(mode="json")  # JSON values, as config.json holds them
 
 
 def plan_training(settings: Settings, run_date: dt.date, items: Vocabulary, storage: Storage,

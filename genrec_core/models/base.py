@@ -11,8 +11,8 @@ import io
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import scipy.sparse as sp
@@ -141,7 +141,7 @@ class Recommender(ABC):
                                weights_only=True)
             model.device = device
             model.load_state(meta["config"], int(meta["n_items"]), state)
-        except (OSError, FileNotFoundError):
+        except OSError:  # storage trouble is not a damaged artifact: let it through as it is
             raise
         except Exception as exc:  # truncated, corrupt, foreign or malicious weights
             raise DataError(f"model artifact {uri}: {WEIGHTS_FILE} cannot be loaded as {meta['model']} weights "

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import psycopg2
 from psycopg2 import sql
 
 from genrec_core.contract import RECOMMENDATION_COLUMNS
@@ -267,8 +268,6 @@ def _claim_date(conn: Any, run_date: dt.date) -> None:
 
 def _discard_stage(conn: Any, stage: sql.Identifier) -> None:
     """Best effort after a failure: the original error matters more (the next attempt sweeps what is left)."""
-    import psycopg2
-
     try:
         conn.rollback()
         with conn, conn.cursor() as cur:
