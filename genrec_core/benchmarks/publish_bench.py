@@ -84,7 +84,7 @@ def _copy_floor(dsn: str, paths: list[Path]) -> float:
     return rows / seconds
 
 
-def _reader(dsn: str, users: int, k: int, stop: Any, out: Any, seed: int) -> None:
+def _reader(dsn: str, users: int, k: int, stop: Any, ready: Any, out: Any, seed: int) -> None:
     import psycopg2
 
     rng = np.random.default_rng(seed)
@@ -92,6 +92,8 @@ def _reader(dsn: str, users: int, k: int, stop: Any, out: Any, seed: int) -> Non
     conn.autocommit = True
     latencies, empty, partial = [], 0, 0
     with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM genrec.recommendations_latest LIMIT 1")  # connected, view resolved
+        ready.release()
         while not stop.is_set():
             user = f"u{rng.integers(0, users):08d}"
             started = time.perf_counter()
@@ -140,11 +142,14 @@ def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to
         publish_s, timings = _publish(dsn, paths, workers)
 
         ctx = mp.get_context("spawn")
-        stop, out = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_reader, args=(dsn, rows // k, k, stop, out, i)) for i in range(readers)]
+        stop, ready, out = ctx.Event(), ctx.Semaphore(0), ctx.Queue()
+        procs = [ctx.Process(target=_reader, args=(dsn, rows // k, k, stop, ready, out, i)) for i in range(readers)]
         for proc in procs:
             proc.start()
-        time.sleep(settle_s)  # readers connected and warm before the republish starts
+        for _ in procs:  # every reader connected before the republish starts (spawned processes start slowly)
+            if not ready.acquire(timeout=120):
+                raise RuntimeError("a reader process did not connect within 120 s")
+        time.sleep(settle_s)  # and reading for a moment
         loaded_s, _ = _publish(dsn, paths, workers)
         stop.set()
         results = [out.get(timeout=60) for _ in procs]
