@@ -79,7 +79,7 @@ def genrec_nightly() -> None:
 
         return spark.extract(runtime.settings(context), runtime.run_date(context))
 
-    @task
+    @task(retries=0)  # the data will not change on a retry: fix it (or the settings) and clear the task
     def check_data(extracted: dict, **context) -> dict:
         from genrec_airflow import runtime
         from genrec_core import pipeline

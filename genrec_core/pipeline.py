@@ -78,8 +78,15 @@ def extract_result(settings: Settings, run_date: dt.date) -> dict[str, Any]:
 
 
 def check_data(settings: Settings, stats: dict[str, Any]) -> dict[str, Any]:
-    """Data checks the run must pass before training: users and items present, rejected share in bounds."""
+    """Data checks the run must pass before training: users and items present, rejected share in bounds,
+    and D inside the kept window (an older date's lists would be removed by retention as soon as published)."""
+    from genrec_core.publish.object_store import retention_cutoff
+
     problems = []
+    cutoff = retention_cutoff(_storage(settings), settings.output_uri, settings.keep_dates)
+    if "run_date" in stats and cutoff is not None and dt.date.fromisoformat(stats["run_date"]) < cutoff:
+        problems.append(f"run date {stats['run_date']} is older than the {settings.keep_dates} published dates "
+                        f"retention keeps (oldest kept: {cutoff}); raise keep_dates to backfill it")
     if stats.get("users", 0) < 1 or stats.get("items", 0) < 1:
         problems.append(f"window has {stats.get('users', 0)} users and {stats.get('items', 0)} items")
     if stats.get("rejected_share", 0.0) > settings.max_rejected_share:

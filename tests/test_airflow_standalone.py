@@ -31,10 +31,19 @@ LOOKBACK = 6
 SCREENSHOT = os.environ.get("BACKFILL_DIALOG_SCREENSHOT")  # where to save the dialog's picture, if anywhere
 
 
+def _failed_tasks(af: AirflowStandalone) -> list[str]:
+    """Task instances that failed or wait for a retry, with where their log is: in this test any is a bug."""
+    tis = af.get(f"/api/v2/dags/{DAG_ID}/dagRuns/~/taskInstances?state=failed&state=up_for_retry&limit=100")
+    return [f"{ti['dag_run_id']}/{ti['task_id']}[{ti['map_index']}] {ti['state']} (try {ti['try_number']}; "
+            f"log under {af.home}/logs)" for ti in tis["task_instances"]]
+
+
 def _wait_for_runs(af: AirflowStandalone, count: int, timeout_s: float) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     runs: list[dict] = []
     while time.monotonic() < deadline:
+        failed = _failed_tasks(af)  # fail at once rather than sit out the DAG's retry back-off
+        assert not failed, f"tasks failed: {failed}"
         runs = af.dag_runs(DAG_ID)
         if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
             return runs

@@ -13,7 +13,7 @@ from genrec_core.errors import DataError, ServiceError
 from genrec_core.publish.migrations import upgrade
 from genrec_core.publish.object_store import MANIFEST, publish_object_store, recommendations_uri
 from genrec_core.publish.postgres import publish_postgres, read_user_recommendations
-from genrec_core.storage import join
+from genrec_core.storage import Storage, join
 
 pytestmark = pytest.mark.integration
 D1, D2 = dt.date(2026, 11, 19), dt.date(2026, 11, 20)
@@ -142,6 +142,8 @@ def test_object_retention_keeps_the_window_and_the_served_models(s3_storage, s3_
 
     days = [dt.date(2026, 11, d) for d in (17, 18, 19, 20)]
     old_model = join(s3_bucket, "models", "m", "dt=2026-11-17")
+    in_flight = join(s3_bucket, "extract", "dt=2026-11-16", "stats.json")  # an older date, not yet published
+    s3_storage.write_json(in_flight, {})
     s3_storage.write_bytes(join(old_model, "weights.pt"), b"w")
     for day in days:
         staged = join(s3_bucket, "scored", f"dt={day}")
@@ -152,13 +154,42 @@ def test_object_retention_keeps_the_window_and_the_served_models(s3_storage, s3_
         # the newest date is served by the model trained on the 17th (say the gate kept it)
         model_uri = old_model if day == days[-1] else join(s3_bucket, "models", "m", f"dt={day}")
         publish_object_store(s3_storage, s3_bucket, day, s3_storage.list_files(staged), {"model_uri": model_uri})
+        # fewer dates published than kept: nothing goes, not even an older unpublished date's files
+        # (a backfill of it may be running beside the nightly run and still need its extract and model)
+        assert apply_object_retention(s3_storage, s3_bucket, keep_dates=len(days) + 1) == []
+    assert s3_storage.exists(in_flight)
     removed = apply_object_retention(s3_storage, s3_bucket, keep_dates=2)
     assert sorted(u.replace(s3_bucket + "/", "") for u in removed) == [
-        "extract/dt=2026-11-17", "extract/dt=2026-11-18", "models/m/dt=2026-11-18",
+        "extract/dt=2026-11-16", "extract/dt=2026-11-17", "extract/dt=2026-11-18", "models/m/dt=2026-11-18",
         "recommendations/dt=2026-11-17", "recommendations/dt=2026-11-18",
         "scored/dt=2026-11-17", "scored/dt=2026-11-18"]
     assert s3_storage.exists(join(old_model, "weights.pt"))
     assert s3_storage.list_dir(join(s3_bucket, "recommendations")) == ["dt=2026-11-19", "dt=2026-11-20"]
+
+
+def test_a_date_older_than_the_kept_window_fails_the_data_checks(tmp_path):
+    from genrec_core.pipeline import check_data
+    from tests.conftest import make_settings
+
+    output = (tmp_path / "out").as_uri()
+    stats = {"users": 3, "items": 3, "rejected_share": 0.0}
+    storage = Storage()
+    for day in (D1, D2):
+        publish_object_store(storage, output, day, [_parts(storage, tmp_path, day)], {"model_uri": "m"})
+    settings = make_settings((tmp_path / "events").as_uri(), output, keep_dates=2)
+    old = D1 - dt.timedelta(days=1)
+    with pytest.raises(DataError, match=f"run date {old} is older than the 2 published dates retention keeps"):
+        check_data(settings, {**stats, "run_date": old.isoformat()})
+    assert check_data(settings, {**stats, "run_date": D1.isoformat()}) == {"passed": True}  # inside the window
+    # with room in the window (or fewer dates published than kept) any date may be backfilled
+    assert check_data(make_settings((tmp_path / "events").as_uri(), output, keep_dates=3),
+                      {**stats, "run_date": old.isoformat()}) == {"passed": True}
+
+
+def _parts(storage: Storage, tmp_path, day: dt.date) -> str:
+    uri = (tmp_path / f"parts-{day}.parquet").as_uri()
+    storage.write_table(uri, lists(day, 2, 2))
+    return uri
 
 
 def test_parts_with_another_model_keep_their_model(pg_dsn):

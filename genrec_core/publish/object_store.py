@@ -74,15 +74,23 @@ def _dated_dirs(storage: Storage, uri: str) -> list[tuple[dt.date, str]]:
     return out
 
 
+def retention_cutoff(storage: Storage, output_uri: str, keep_dates: int) -> dt.date | None:
+    """The oldest date retention keeps (the `keep_dates`-th newest published one); None while fewer are published."""
+    dates = manifested_dates(storage, output_uri)
+    return dates[keep_dates - 1] if len(dates) >= keep_dates else None
+
+
 def apply_object_retention(storage: Storage, output_uri: str, keep_dates: int) -> list[str]:
     """Remove dated folders older than the newest `keep_dates` manifested dates; return what was removed.
 
+    Until `keep_dates` dates are published nothing is removed: a date older than every published one
+    may still be in flight (a backfill beside the nightly run) and needs its extract, model and parts.
     Model artifacts referenced by a kept manifest (the served model among them) are never removed.
     """
-    kept = manifested_dates(storage, output_uri)[:keep_dates]
-    if not kept:
+    cutoff = retention_cutoff(storage, output_uri, keep_dates)
+    if cutoff is None:
         return []
-    cutoff = min(kept)
+    kept = [d for d in manifested_dates(storage, output_uri) if d >= cutoff]
     protected = {storage.read_json(join(recommendations_uri(output_uri, d), MANIFEST)).get("model_uri") for d in kept}
     candidates = []
     for prefix in RETAINED_PREFIXES:
