@@ -1,7 +1,7 @@
 """`genrec bench publish`: the whole Postgres publish against a raw-COPY floor and pandas.to_sql.
 
 In one run, on one server: (1) the floor, a single raw COPY of an already-built CSV buffer
-into a bare table; (2) the whole publish of the same rows read from Parquet part files
+into a bare table (and the same in binary COPY, the format the publish sends, reported beside it); (2) the whole publish of the same rows read from Parquet part files
 (COPY over parallel connections, index builds, ANALYZE, atomic swap); (3) the same publish
 again while 4 reader processes look up single users' lists, for p50/p99 latency; (4)
 `pandas.DataFrame.to_sql` on a sample, what users would otherwise write.
@@ -58,14 +58,22 @@ def _write_parts(folder: Path, rows: int, k: int, part_rows: int) -> list[Path]:
     return paths
 
 
-def _copy_floor(dsn: str, paths: list[Path]) -> float:
-    """Rows/s of one raw COPY of a CSV buffer built beforehand (not timed) into a bare table."""
+def _copy_floor(dsn: str, paths: list[Path], binary: bool = False) -> float:
+    """Rows/s of one raw COPY of a buffer built beforehand (not timed) into a bare table: CSV, the issue's floor,
+    or binary, the floor of the format the publish sends."""
+    from genrec_core.publish.binary_copy import encode_rows
     from genrec_core.publish.connection import connect
 
-    buffer = io.BytesIO()
-    for path in paths:
-        pacsv.write_csv(pq.read_table(path).select(list(RECOMMENDATION_COLUMNS)), buffer,
-                        pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    kinds = {"run_date": "date", "user_id": "text", "rank": "int4", "item_id": "text", "score": "float8",
+             "model": "text", "source": "text"}
+    tables = [pq.read_table(path).select(list(RECOMMENDATION_COLUMNS)) for path in paths]
+    if binary:
+        buffer = io.BytesIO(encode_rows(pa.concat_tables(tables), kinds))
+    else:
+        buffer = io.BytesIO()
+        for table in tables:
+            pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    del tables
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
     conn = connect(dsn)
     with conn, conn.cursor() as cur:
@@ -74,9 +82,10 @@ def _copy_floor(dsn: str, paths: list[Path]) -> float:
     buffer.seek(0)
     started = time.perf_counter()
     with conn, conn.cursor() as cur:
-        columns = sql.SQL(", ").join(map(sql.Identifier, RECOMMENDATION_COLUMNS))
-        cur.copy_expert(sql.SQL("COPY public.copy_floor ({}) FROM STDIN WITH (FORMAT csv)").format(columns)
-                        .as_string(conn), buffer)
+        names = sql.SQL(", ").join(map(sql.Identifier, RECOMMENDATION_COLUMNS))
+        statement = sql.SQL("COPY public.copy_floor ({}) FROM STDIN WITH (FORMAT {})").format(
+            names, sql.SQL("binary" if binary else "csv"))
+        cur.copy_expert(statement.as_string(conn), buffer)
     seconds = time.perf_counter() - started
     with conn, conn.cursor() as cur:
         cur.execute("DROP TABLE public.copy_floor")
@@ -139,6 +148,7 @@ def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to
     try:
         paths = _write_parts(folder, rows, k, part_rows)
         floor = _copy_floor(dsn, paths)
+        binary_floor = _copy_floor(dsn, paths, binary=True)
         publish_s, timings = _publish(dsn, paths, workers)
 
         ctx = mp.get_context("spawn")
@@ -169,6 +179,8 @@ def run(dsn: str, rows: int, k: int = 10, readers: int = 4, workers: int = 2, to
         "copy_floor_rows_per_s": round(floor),
         "to_sql_rows_per_s": round(to_sql),
         "ratio_to_copy_floor": round(publish_rate / floor, 3),
+        "copy_floor_binary_rows_per_s": round(binary_floor),  # the same raw COPY in the format the publish sends
+        "ratio_to_binary_copy_floor": round(publish_rate / binary_floor, 3),
         "ratio_to_to_sql": round(publish_rate / to_sql, 1),
         "publish_seconds": round(publish_s, 2),
         "publish_timings_s": {name: round(v, 2) for name, v in timings.items()},

@@ -25,12 +25,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import psycopg2
 from psycopg2 import sql
 
 from genrec_core.contract import RECOMMENDATION_COLUMNS
 from genrec_core.errors import DataError
+from genrec_core.publish.binary_copy import FieldKind, encode_rows
 from genrec_core.publish.connection import connect
 
 log = logging.getLogger(__name__)
@@ -60,17 +60,14 @@ def partition_table(run_date: dt.date) -> str:
 _VARYING = ("user_id", "rank", "item_id", "score", "source")
 
 
-def _csv_bytes(table: pa.Table, columns: tuple[str, ...]) -> io.BytesIO:
-    buffer = io.BytesIO()
-    pacsv.write_csv(table.select(list(columns)), buffer,
-                    pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=65536))
-    buffer.seek(0)
-    return buffer
+# How each column the stage receives is sent in binary COPY (the parent table's types).
+_FIELD_KINDS: dict[str, FieldKind] = {"user_id": "text", "rank": "int4", "item_id": "text", "score": "float8",
+                                      "source": "text", "model": "text"}
 
 
 def _copy_statement(target: sql.Composable, columns: tuple[str, ...]) -> sql.Composed:
     names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(target, names)
+    return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(target, names)
 
 
 def _check_table(table: pa.Table, run_date: dt.date) -> None:
@@ -113,8 +110,8 @@ def _copy_parallel(dsn: str, stage: sql.Identifier, tables: Iterable[pa.Table], 
         try:
             columns = _columns_to_send(table, default_model)
             with conn, conn.cursor() as cur:
-                cur.copy_expert(_copy_statement(stage, columns).as_string(cur), _csv_bytes(table, columns),
-                                size=1 << 20)
+                stream = encode_rows(table, {c: _FIELD_KINDS[c] for c in columns})
+                cur.copy_expert(_copy_statement(stage, columns).as_string(cur), io.BytesIO(stream), size=1 << 20)
                 if cur.rowcount != table.num_rows:
                     raise DataError(f"COPY stored {cur.rowcount} rows of a {table.num_rows}-row part")
             return table.num_rows
