@@ -66,7 +66,8 @@ def test_nan_scores_and_other_input_types_are_converted_safely(copy_table):
 
 
 def test_dates_arrive_as_sent(copy_table):
-    days = [dt.date(2000, 1, 1), dt.date(1999, 12, 31), dt.date(2026, 11, 20), dt.date(1970, 1, 1), dt.date(9999, 12, 31)]
+    days = [dt.date(2000, 1, 1), dt.date(1999, 12, 31), dt.date(2026, 11, 20), dt.date(1970, 1, 1),
+            dt.date(9999, 12, 31)]
     assert copy_table(pa.table({"run_date": days}), {"run_date": "date"}) == [(d,) for d in days]
 
 

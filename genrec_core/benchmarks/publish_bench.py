@@ -1,10 +1,11 @@
 """`genrec bench publish`: the whole Postgres publish against a raw-COPY floor and pandas.to_sql.
 
 In one run, on one server: (1) the floor, a single raw COPY of an already-built CSV buffer
-into a bare table (and the same in binary COPY, the format the publish sends, reported beside it); (2) the whole publish of the same rows read from Parquet part files
-(COPY over parallel connections, index builds, ANALYZE, atomic swap); (3) the same publish
-again while 4 reader processes look up single users' lists, for p50/p99 latency; (4)
-`pandas.DataFrame.to_sql` on a sample, what users would otherwise write.
+into a bare table, and beside it the same in binary COPY, the format the publish sends; (2) the
+whole publish of the same rows read from Parquet part files (COPY over parallel connections,
+index builds, ANALYZE, atomic swap); (3) the same publish again while 4 reader processes look
+up single users' lists, for p50/p99 latency; (4) `pandas.DataFrame.to_sql` on a sample, what
+users would otherwise write.
 """
 
 from __future__ import annotations
@@ -63,12 +64,11 @@ def _copy_floor(dsn: str, paths: list[Path], binary: bool = False) -> float:
     or binary, the floor of the format the publish sends."""
     from genrec_core.publish.binary_copy import encode_rows
     from genrec_core.publish.connection import connect
+    from genrec_core.publish.postgres import FIELD_KINDS
 
-    kinds = {"run_date": "date", "user_id": "text", "rank": "int4", "item_id": "text", "score": "float8",
-             "model": "text", "source": "text"}
     tables = [pq.read_table(path).select(list(RECOMMENDATION_COLUMNS)) for path in paths]
     if binary:
-        buffer = io.BytesIO(encode_rows(pa.concat_tables(tables), kinds))
+        buffer = io.BytesIO(encode_rows(pa.concat_tables(tables), {c: FIELD_KINDS[c] for c in RECOMMENDATION_COLUMNS}))
     else:
         buffer = io.BytesIO()
         for table in tables:

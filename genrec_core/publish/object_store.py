@@ -76,8 +76,11 @@ def _dated_dirs(storage: Storage, uri: str) -> list[tuple[dt.date, str]]:
 
 def retention_cutoff(storage: Storage, output_uri: str, keep_dates: int) -> dt.date | None:
     """The oldest date retention keeps (the `keep_dates`-th newest published one); None while fewer are published."""
-    dates = manifested_dates(storage, output_uri)
-    return dates[keep_dates - 1] if len(dates) >= keep_dates else None
+    return _cutoff(manifested_dates(storage, output_uri), keep_dates)
+
+
+def _cutoff(published: list[dt.date], keep_dates: int) -> dt.date | None:
+    return published[keep_dates - 1] if len(published) >= keep_dates else None
 
 
 def apply_object_retention(storage: Storage, output_uri: str, keep_dates: int) -> list[str]:
@@ -87,10 +90,11 @@ def apply_object_retention(storage: Storage, output_uri: str, keep_dates: int) -
     may still be in flight (a backfill beside the nightly run) and needs its extract, model and parts.
     Model artifacts referenced by a kept manifest (the served model among them) are never removed.
     """
-    cutoff = retention_cutoff(storage, output_uri, keep_dates)
+    published = manifested_dates(storage, output_uri)
+    cutoff = _cutoff(published, keep_dates)
     if cutoff is None:
         return []
-    kept = [d for d in manifested_dates(storage, output_uri) if d >= cutoff]
+    kept = published[:keep_dates]
     protected = {storage.read_json(join(recommendations_uri(output_uri, d), MANIFEST)).get("model_uri") for d in kept}
     candidates = []
     for prefix in RETAINED_PREFIXES:

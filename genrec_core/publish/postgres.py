@@ -60,9 +60,9 @@ def partition_table(run_date: dt.date) -> str:
 _VARYING = ("user_id", "rank", "item_id", "score", "source")
 
 
-# How each column the stage receives is sent in binary COPY (the parent table's types).
-_FIELD_KINDS: dict[str, FieldKind] = {"user_id": "text", "rank": "int4", "item_id": "text", "score": "float8",
-                                      "source": "text", "model": "text"}
+# How each column of genrec.recommendations is sent in binary COPY (the parent table's types).
+FIELD_KINDS: dict[str, FieldKind] = {"run_date": "date", "user_id": "text", "rank": "int4", "item_id": "text",
+                                     "score": "float8", "model": "text", "source": "text"}
 
 
 def _copy_statement(target: sql.Composable, columns: tuple[str, ...]) -> sql.Composed:
@@ -110,7 +110,7 @@ def _copy_parallel(dsn: str, stage: sql.Identifier, tables: Iterable[pa.Table], 
         try:
             columns = _columns_to_send(table, default_model)
             with conn, conn.cursor() as cur:
-                stream = encode_rows(table, {c: _FIELD_KINDS[c] for c in columns})
+                stream = encode_rows(table, {c: FIELD_KINDS[c] for c in columns})
                 cur.copy_expert(_copy_statement(stage, columns).as_string(cur), io.BytesIO(stream), size=1 << 20)
                 if cur.rowcount != table.num_rows:
                     raise DataError(f"COPY stored {cur.rowcount} rows of a {table.num_rows}-row part")
