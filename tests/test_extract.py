@@ -65,6 +65,14 @@ def test_extract_indexes_weights_and_counts(events, tmp_path):
     seen = data.seen()
     assert seen.matrix.nnz >= full.matrix.nnz and seen.matrix.nnz == stats["pairs"]
 
+    # one file per day, sorted by (user, item): the scorer prunes row groups by user range
+    day_dirs = sorted((tmp_path / "out" / "extract" / "dt=2026-11-20" / "daily").glob("day=*"))
+    assert len(day_dirs) == TINY.days
+    for day_dir in day_dirs:
+        (file,) = day_dir.glob("*.parquet")
+        keys = pq.read_table(file, columns=["user_idx", "item_idx"]).to_pandas()
+        assert len(keys) > 1 and keys.equals(keys.sort_values(["user_idx", "item_idx"], ignore_index=True))
+
 
 def test_rejected_rows_are_quarantined_with_their_reason(events, tmp_path):
     pq.write_table(_bad_rows(), events / "dt=2026-11-20" / "part-bad.parquet")

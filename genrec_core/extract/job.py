@@ -31,10 +31,12 @@ from genrec_core.errors import DataError
 from genrec_core.extract.read import RawPartition, read_events, source_digest
 from genrec_core.extract.transform import (
     aggregate,
+    day_totals,
     grow_vocabulary,
     kcore,
-    over_cap,
+    over_cap_keys,
     rejection_reason,
+    split_rejects,
     user_days,
     window_counts,
 )
@@ -226,64 +228,67 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
         raise DataError(f"no data files in {[p.uri for p in parts]} (format {cfg.format}); "
                         f"the run date {run_date} needs data")
     checked = raw.withColumn("reason", rejection_reason())
-    _to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantine)
-    rejected = _count_quarantine(spark, quarantine, [p.day.isoformat() for p in parts])
-    watch.lap("validate_and_quarantine")
-
-    good = checked.filter(F.col("reason").isNull()).drop("reason")
-    daily = aggregate(good, settings).persist(StorageLevel.MEMORY_AND_DISK)
-    per_user_day = user_days(daily).persist(StorageLevel.MEMORY_AND_DISK)
+    aggregated = aggregate(checked, settings).persist(StorageLevel.MEMORY_AND_DISK)
+    kept = None
     try:
-        accepted = {r["dt"]: (r["accepted"], r["events"]) for r in per_user_day.groupBy("dt").agg(
-            F.sum("accepted").alias("accepted"), F.sum("events").alias("events")).collect()}
+        daily, reject_counts = split_rejects(aggregated)
+        rejected: dict[str, dict[str, int]] = {}
+        bad_files = set()
+        for row in reject_counts.collect():  # the one pass over the raw rows; it fills the cache
+            by_reason = rejected.setdefault(row["day"].isoformat(), {})
+            by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + row["rows"]
+            bad_files.add(row["source_file"])
+        watch.lap("read_validate_aggregate")
+        if bad_files:  # read again only the files that hold rejected rows
+            _to_quarantine(checked.filter(F.col("reason").isNotNull() & F.col("source_file").isin(sorted(bad_files))),
+                           quarantine)
+        watch.lap("quarantine")
+
+        per_user_day = user_days(daily)
+        totals = day_totals(per_user_day, cfg.max_events_per_user_day)
         per_day = {}
         for part in parts:
             day = part.day.isoformat()
             by_reason = rejected.get(day, {})
-            n_accepted, n_distinct = accepted.get(day, (0, 0))
-            per_day[day] = {"events_read": n_accepted + sum(by_reason.values()), "events_rejected": sum(by_reason.values()),
+            got = totals.get(day, {"accepted": 0, "events": 0, "capped_rows": 0, "capped_user_days": 0})
+            per_day[day] = {"events_read": got["accepted"] + sum(by_reason.values()),
+                            "events_rejected": sum(by_reason.values()),
                             "rejected_by_reason": dict(sorted(by_reason.items())),
-                            "duplicates_dropped": n_accepted - n_distinct, "events_capped": 0, "user_days_capped": 0}
-        watch.lap("aggregate")
+                            "duplicates_dropped": got["accepted"] - got["events"],
+                            "events_capped": got["capped_rows"], "user_days_capped": got["capped_user_days"]}
         _check_rejected_share(per_day, settings, run_date, quarantine)
         if per_day[run_date.isoformat()]["events_read"] - per_day[run_date.isoformat()]["events_rejected"] == 0:
             raise DataError(f"no valid events on the run date {run_date} (files: {[p.uri for p in parts][-1]}); "
                             "refusing to build recommendations without the day's data")
+        n_capped = sum(d["user_days_capped"] for d in per_day.values())
+        if n_capped:
+            keys = over_cap_keys(per_user_day, cfg.max_events_per_user_day, n_capped)  # type: ignore[arg-type]
+            capped_rows = (checked.filter(F.col("reason").isNull()).withColumn("day", F.col("dt").cast("date"))
+                           .join(keys, ["user_id", "day"], "left_semi"))
+            _to_quarantine(capped_rows.withColumn("reason", F.lit(CAPPED_USER_DAY)), quarantine)
+            daily = kept = daily.join(keys, ["user_id", "day"], "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+        watch.lap("day_totals_and_bot_guard")
 
-        kept_users = per_user_day
-        if cfg.max_events_per_user_day is not None:
-            capped, keys = over_cap(per_user_day, cfg.max_events_per_user_day)
-            if keys is not None:
-                _to_quarantine(good.join(keys, ["user_id", "dt"], "left_semi")
-                               .withColumn("reason", F.lit(CAPPED_USER_DAY)), quarantine)
-                for day, (events, n_user_days) in capped.items():
-                    per_day[day]["events_capped"] = events
-                    per_day[day]["user_days_capped"] = n_user_days
-                kept = daily.join(keys, ["user_id", "dt"], "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
-                daily.unpersist()
-                daily = kept
-                kept_users = per_user_day.filter(F.col("accepted") <= cfg.max_events_per_user_day)
-        watch.lap("bot_guard")
         prev_users = prev_vocab / "users" if prev_vocab else None
         prev_items = prev_vocab / "items" if prev_vocab else None
-        new_users, n_users = grow_vocabulary(spark, kept_users.select(F.col("user_id").alias("id")), prev_users,
+        new_users, n_users = grow_vocabulary(spark, daily.select(F.col("user_id").alias("id")), prev_users,
                                              out / "vocab" / "users")
         new_items, n_items = grow_vocabulary(spark, daily.select(F.col("item_id").alias("id")), prev_items,
                                              out / "vocab" / "items")
+        if n_users >= 1 << 32:  # the daily write's sort key holds a user index in 32 bits
+            raise DataError(f"{n_users} users in the vocabulary: more than the 2**32 the extract supports")
         users = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "users")), n_users, cfg.broadcast_vocab_max)
         items = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "items")), n_items, cfg.broadcast_vocab_max)
         watch.lap("vocabularies")
         indexed = (daily
                    .join(users.withColumnRenamed("id", "user_id").withColumnRenamed("idx", "user_idx"), "user_id")
                    .join(items.withColumnRenamed("id", "item_id").withColumnRenamed("idx", "item_idx"), "item_id")
-                   .select("user_idx", "item_idx", F.col("dt").alias("day"), "weight", "events"))
-        # Sorted by user with small row groups: the scorer reads user ranges and prunes by row-group statistics.
-        (indexed.repartition("day").sortWithinPartitions("user_idx", "item_idx")
-         .write.mode("append").option("parquet.block.size", 8 * 1024 * 1024)
-         .partitionBy("day").parquet(str(out / "daily")))
+                   .select("user_idx", "item_idx", "day", "weight", "events"))
+        _write_daily(spark, indexed, out / "daily", len(parts))
     finally:
-        daily.unpersist()
-        per_user_day.unpersist()
+        aggregated.unpersist()
+        if kept is not None:
+            kept.unpersist()
 
     watch.lap("index_and_write")
     window_daily = spark.read.parquet(str(out / "daily"))
@@ -322,19 +327,28 @@ def _to_quarantine(rows: "DataFrame", quarantine: Path) -> None:
      .write.mode("append").partitionBy("day").parquet(str(quarantine)))
 
 
+def _write_daily(spark: "SparkSession", indexed: "DataFrame", dest: Path, n_days: int) -> None:
+    """Append the indexed aggregates as one file per day, sorted by user with small row groups: the
+    scorer reads user ranges and prunes by row-group statistics.
+
+    One long key (day, user) sorts by radix; a writer per day open at once (no more days than that
+    in a task) keeps that order, where the usual partitioned write would sort by day alone again.
+    """
+    from pyspark.sql import functions as F
+
+    key = F.unix_date("day").cast("long") * F.lit(1 << 32) + F.col("user_idx")  # user_idx < 2**32
+    conf = "spark.sql.maxConcurrentOutputFileWriters"
+    before = spark.conf.get(conf)
+    spark.conf.set(conf, str(n_days + 1))
+    try:
+        (indexed.repartition("day").sortWithinPartitions(key, "item_idx")
+         .write.mode("append").option("parquet.block.size", 8 * 1024 * 1024)
+         .partitionBy("day").parquet(str(dest)))
+    finally:
+        spark.conf.set(conf, before)
+
+
 def _maybe_broadcast(df: "DataFrame", rows: int, limit: int) -> "DataFrame":
     from pyspark.sql import functions as F
 
     return F.broadcast(df) if rows <= limit else df
-
-
-def _count_quarantine(spark: "SparkSession", quarantine: Path, days: list[str]) -> dict[str, dict[str, int]]:
-    """Rejected rows per day and reason, counted from what was written to quarantine."""
-    dirs = [str(quarantine / f"day={d}") for d in days if (quarantine / f"day={d}").is_dir()]
-    if not dirs:
-        return {}
-    counts: dict[str, dict[str, int]] = {}
-    df = spark.read.option("basePath", str(quarantine)).parquet(*dirs)
-    for row in df.groupBy("day", "reason").count().collect():
-        counts.setdefault(str(row["day"]), {})[row["reason"]] = row["count"]
-    return counts

@@ -50,63 +50,103 @@ def rejection_reason() -> "Column":
     )
 
 
-def event_weight(settings: Settings) -> "Column":
-    """An event's implicit-feedback strength: its type's weight; a rating counts only at or above the threshold."""
+_REJECT_MARK = "\x00"  # prefixes a reject-count row's user_id; a valid id never holds a control character
+
+
+def event_code() -> "Column":
+    """The event type as a small integer (its position in EVENT_TYPES): cheaper to hash and shuffle than text."""
     from pyspark.sql import functions as F
 
-    pairs = [F.lit(x) for kv in sorted(settings.event_weights.items()) for x in kv]
-    weight_of = F.create_map(*pairs)[F.col("event_type")]
+    return F.create_map(*[F.lit(x) for code, name in enumerate(EVENT_TYPES) for x in (name, code)])[
+        F.col("event_type")].cast("byte")
+
+
+def event_weight(settings: Settings) -> "Column":
+    """An event's implicit-feedback strength from its `event` code: its type's weight; a rating counts
+    only at or above the threshold. 0 for a row without an event (a reject count)."""
+    from pyspark.sql import functions as F
+
+    codes = {name: code for code, name in enumerate(EVENT_TYPES)}
+    pairs = [F.lit(x) for name, weight in sorted(settings.event_weights.items()) for x in (codes[name], weight)]
+    weight_of = F.create_map(*pairs)[F.col("event")]
     rating_weight = float(settings.event_weights.get("rating", 0.0))
     return F.coalesce(
-        F.when(F.col("event_type") == "rating",
+        F.when(F.col("event") == codes["rating"],
                F.when(F.col("value") >= settings.rating_threshold, F.lit(rating_weight)).otherwise(F.lit(0.0)))
         .otherwise(weight_of),
         F.lit(0.0),
     )
 
 
-def aggregate(good: "DataFrame", settings: Settings) -> "DataFrame":
-    """Valid rows -> one row per (user_id, item_id, dt): max weight, distinct events, accepted raw rows.
+def aggregate(checked: "DataFrame", settings: Settings) -> "DataFrame":
+    """Checked rows -> one row per (user_id, item_id, day): max weight, distinct events, accepted raw rows.
 
     Exact duplicate rows count once. Every accepted pair is kept (weight 0 = seen but not a
     positive signal, e.g. a low rating): training uses weight > 0, the scorer never recommends a seen pair.
+
+    The same pass counts the rejected rows, so a clean file is read once: a rejected row becomes
+    a row without an event whose user_id is the marker plus its file and whose item_id is its
+    reason; `split_rejects` separates those counts from the pairs.
     """
     from pyspark.sql import functions as F
 
-    # One shuffle: partitions hashed on (user_id, dt) also cluster the pair key, the finer dedupe
-    # key and the bot guard's user-day key, so none of the aggregations below shuffles again.
-    rows = good.select("user_id", "item_id", "dt", "event_type", "event_ts", "value") \
-        .repartition("user_id", "dt")
-    distinct = rows.groupBy("user_id", "item_id", "dt", "event_type", "event_ts", "value") \
+    ok = F.col("reason").isNull()
+    rows = checked.select(
+        F.when(ok, F.col("user_id")).otherwise(F.concat(F.lit(_REJECT_MARK), F.col("source_file"))).alias("user_id"),
+        F.when(ok, F.col("item_id")).otherwise(F.col("reason")).alias("item_id"),
+        F.col("dt").cast("date").alias("day"),
+        F.when(ok, event_code()).alias("event"),
+        F.when(ok, F.unix_micros("event_ts")).alias("ts"),  # a long hashes cheaper than a timestamp struct
+        F.when(ok, F.col("value")).alias("value"),
+    )
+    # One shuffle: partitions hashed on user_id also cluster the dedupe key, the pair key and the
+    # bot guard's user-day key, so none of the aggregations after it shuffles again.
+    distinct = rows.repartition("user_id").groupBy("user_id", "item_id", "day", "event", "ts", "value") \
         .agg(F.count(F.lit(1)).alias("copies"))
     return (distinct.withColumn("weight", event_weight(settings))
-            .groupBy("user_id", "item_id", "dt")
+            .groupBy("user_id", "item_id", "day")
             .agg(F.max("weight").alias("weight"), F.count(F.lit(1)).alias("events"),
                  F.sum("copies").alias("accepted")))
 
 
+def split_rejects(aggregated: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
+    """(pairs, reject counts) of `aggregate`'s output; the counts have (day, reason, source_file, rows)."""
+    from pyspark.sql import functions as F
+
+    is_count = F.col("user_id").startswith(_REJECT_MARK)
+    counts = aggregated.filter(is_count).select(
+        F.col("day"), F.col("item_id").alias("reason"), F.substring("user_id", 2, 1 << 30).alias("source_file"),
+        F.col("accepted").alias("rows"))
+    return aggregated.filter(~is_count), counts
+
+
 def user_days(daily: "DataFrame") -> "DataFrame":
-    """Per (user_id, dt): accepted raw rows and distinct events; the bot guard and per-day counts read it."""
+    """Per (user_id, day): accepted raw rows and distinct events; the bot guard and per-day counts read it."""
     from pyspark.sql import functions as F
 
-    return daily.groupBy("user_id", "dt").agg(F.sum("accepted").alias("accepted"), F.sum("events").alias("events"))
+    return daily.groupBy("user_id", "day").agg(F.sum("accepted").alias("accepted"), F.sum("events").alias("events"))
 
 
-def over_cap(per_user_day: "DataFrame", cap: int) -> tuple[dict[str, tuple[int, int]], "DataFrame | None"]:
-    """Bot guard: the (user_id, dt) keys with more than `cap` accepted events; such a user-day is dropped whole.
-
-    Returns ({day: (events, user_days) over the cap}, the keys, broadcast when small) or ({}, None).
-    """
+def day_totals(per_user_day: "DataFrame", cap: int | None) -> dict[str, dict[str, int]]:
+    """Per day: accepted raw rows, distinct events, and the rows and user-days over the bot guard's cap."""
     from pyspark.sql import functions as F
 
-    over = per_user_day.filter(F.col("accepted") > cap)
-    summary = over.groupBy("dt").agg(F.sum("accepted").alias("events"), F.count(F.lit(1)).alias("user_days")).collect()
-    if not summary:
-        return {}, None
-    keys = over.select("user_id", "dt")
-    if sum(row["user_days"] for row in summary) <= _BROADCAST_KEYS_MAX:
-        keys = F.broadcast(keys)
-    return {row["dt"]: (row["events"], row["user_days"]) for row in summary}, keys
+    over = (F.col("accepted") > cap) if cap is not None else F.lit(False)
+    rows = per_user_day.groupBy("day").agg(
+        F.sum("accepted").alias("accepted"), F.sum("events").alias("events"),
+        F.sum(F.when(over, F.col("accepted")).otherwise(0)).alias("capped_rows"),
+        F.count_if(over).alias("capped_user_days")).collect()
+    return {row["day"].isoformat(): {k: int(row[k]) for k in ("accepted", "events", "capped_rows", "capped_user_days")}
+            for row in rows}
+
+
+def over_cap_keys(per_user_day: "DataFrame", cap: int, n_keys: int) -> "DataFrame":
+    """Bot guard: the (user_id, day) keys with more than `cap` accepted rows (broadcast when few); such a
+    user-day is dropped whole."""
+    from pyspark.sql import functions as F
+
+    keys = per_user_day.filter(F.col("accepted") > cap).select("user_id", "day")
+    return F.broadcast(keys) if n_keys <= _BROADCAST_KEYS_MAX else keys
 
 
 def window_counts(window_daily: "DataFrame", n_items: int) -> dict[str, int]:
@@ -131,7 +171,7 @@ def grow_vocabulary(spark: "SparkSession", ids: "DataFrame", previous: Path | No
 
     if previous is not None and previous.exists():
         prev = spark.read.parquet(str(previous)).select("id", "idx")
-        offset = prev.count()
+        offset = parquet_rows(previous)
     else:
         prev = spark.createDataFrame([], "id string, idx long")
         offset = 0
@@ -139,8 +179,15 @@ def grow_vocabulary(spark: "SparkSession", ids: "DataFrame", previous: Path | No
     # One ordered pass over the new ids in a single partition (Spark warns): indices must be dense, in id order.
     new = new.withColumn("idx", (F.row_number().over(Window.orderBy("id")) - 1 + offset).cast("long"))
     prev.unionByName(new).repartition(1).write.mode("overwrite").parquet(str(dest))
-    total = spark.read.parquet(str(dest)).count()
+    total = parquet_rows(dest)
     return total - offset, total
+
+
+def parquet_rows(path: Path) -> int:
+    """Rows of the Parquet data set at a local path, from the files' footers (no Spark job)."""
+    import pyarrow.dataset as pads
+
+    return pads.dataset(str(path), format="parquet", partitioning="hive").count_rows()
 
 
 def kcore(spark: "SparkSession", window_daily: "DataFrame", k: int, dest: Path) -> dict[str, Any]:
