@@ -37,9 +37,10 @@ from genrec_core.extract.transform import (
     over_cap_keys,
     rejection_reason,
     split_rejects,
+    parquet_rows,
     user_days,
-    window_counts,
 )
+from genrec_core.extract.window_stats import window_counts
 from genrec_core.storage import Storage, join
 
 if TYPE_CHECKING:
@@ -291,13 +292,16 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
             kept.unpersist()
 
     watch.lap("index_and_write")
-    window_daily = spark.read.parquet(str(out / "daily"))
-    counts = window_counts(window_daily, n_items)
+    rows = parquet_rows(out / "daily")
+    counts = window_counts(spark, out / "daily", rows, n_users, n_items)
+    if counts["daily_rows"] != rows:
+        raise RuntimeError(f"window stats counted {counts['daily_rows']} of the {rows} daily rows: "
+                           f"a user index outside the vocabulary of {n_users}")
     window = {**counts, "new_users": new_users, "new_items": new_items,
               "vocabulary_users": n_users, "vocabulary_items": n_items, "kcore": None}
     watch.lap("window_stats")
     if cfg.kcore:
-        window["kcore"] = kcore(spark, window_daily, cfg.kcore, out / "kcore")
+        window["kcore"] = kcore(spark, spark.read.parquet(str(out / "daily")), cfg.kcore, out / "kcore")
         watch.lap("kcore")
     window["timings"] = watch.laps
     return per_day, window
