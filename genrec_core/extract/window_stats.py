@@ -3,8 +3,8 @@
 Each day's file is sorted by user (see `job._write_daily`), so the users of one index range sit
 in a few row groups of every day. One task per user range reads just those row groups with
 pyarrow and counts with numpy; ranges are disjoint, so users and pairs add up, and items merge
-as a bitmap the size of the item vocabulary. A Spark distinct of the pairs shuffles every row
-and took 46 s of a 61 s incremental extract at 63M events; this takes a few seconds.
+as a bitmap the size of the item vocabulary. A Spark distinct of the pairs shuffles every row;
+at 63M events (55M daily rows) this cut the phase from 46 s to 29 s on 2 cores.
 """
 
 from __future__ import annotations
