@@ -126,3 +126,21 @@ def test_vocabulary_is_append_only_across_runs(events, tmp_path):
     assert list(u2.ids[: len(u1)]) == list(u1.ids) and list(i2.ids[: len(i1)]) == list(i1.ids)
     assert "a-new-user" in set(u2.ids[len(u1):]) and "a-new-item" in set(i2.ids[len(i1):])
     assert second.stats["previous_extract"] == first.uri
+
+
+@pytest.mark.parametrize("n_users,n_items", [(40, 9), (1 << 31, 1 << 31)])  # one packed long; two keys
+def test_daily_sort_key_orders_by_day_user_item(n_users, n_items):
+    from genrec_core.extract.job import daily_sort_key
+    from genrec_core.extract.spark import get_spark
+
+    rng = np.random.default_rng(3)
+    first = dt.date(2026, 10, 1)
+    rows = [(first + dt.timedelta(days=int(d)), int(u), int(i))
+            for d, u, i in zip(rng.integers(0, 30, 400), rng.integers(0, 40, 400), rng.integers(0, 9, 400))]
+    rows += [(first, n_users - 1, n_items - 1), (first + dt.timedelta(days=29), 0, 0)]  # the extremes
+    spark = get_spark("local[2]", "1g")
+    df = spark.createDataFrame(rows, "day date, user_idx long, item_idx long")
+    keys = daily_sort_key(first, first + dt.timedelta(days=29), n_users, n_items)
+    assert len(keys) == (1 if n_users < 1024 else 2)
+    got = [tuple(r) for r in df.coalesce(1).sortWithinPartitions(*keys).collect()]
+    assert got == sorted(rows)

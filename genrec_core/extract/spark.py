@@ -30,6 +30,9 @@ def get_spark(master: str | None = "local[*]", driver_memory: str = "2g",
         .config("spark.sql.shuffle.partitions", "8" if local else "200")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        # The extract caches its aggregate once and scans it a few times: at 55M rows, building a
+        # compressed cache took 40 s and an uncompressed one 14 s, for scans 0.3 s slower.
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

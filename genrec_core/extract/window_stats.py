@@ -4,7 +4,7 @@ Each day's file is sorted by user (see `job._write_daily`), so the users of one 
 in a few row groups of every day. One task per user range reads just those row groups with
 pyarrow and counts with numpy; ranges are disjoint, so users and pairs add up, and items merge
 as a bitmap the size of the item vocabulary. A Spark distinct of the pairs shuffles every row;
-at 63M events (55M daily rows) this cut the phase from 46 s to 29 s on 2 cores.
+at 63M events (55M daily rows) this cut the phase from 46 s to 6 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-_ROWS_PER_TASK = 4_000_000  # bounds a task's memory: about 32 bytes per row at its peak
+_ROWS_PER_TASK = 8_000_000  # bounds a task's memory: about 40 bytes per row at its peak (~330 MB)
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,11 @@ def count_user_range(daily_dir: str, lo: int, hi: int, n_items: int) -> RangeCou
     items = table.column("item_idx").to_numpy().astype(np.int64, copy=False)
     seen = np.zeros(n_items, dtype=bool)
     seen[items] = True
-    pairs = np.unique((users - lo) * n_items + items).size  # < (hi - lo) * n_items: no overflow
-    return RangeCounts(rows=table.num_rows, users=np.unique(users).size, pairs=pairs,
+    # Sorting and counting changes beats np.unique, which in numpy 2.4 took 50 s on 55M keys (sort: 1 s).
+    keys = np.sort((users - lo) * n_items + items)  # < (hi - lo) * n_items: no overflow
+    pairs = int(keys.size > 0) + int(np.count_nonzero(keys[1:] != keys[:-1]))
+    per_user = np.bincount(users - lo, minlength=hi - lo)
+    return RangeCounts(rows=table.num_rows, users=int(np.count_nonzero(per_user)), pairs=pairs,
                        items=np.packbits(seen).tobytes())
 
 
