@@ -35,9 +35,9 @@ from genrec_core.extract.transform import (
     grow_vocabulary,
     kcore,
     over_cap_keys,
+    parquet_rows,
     rejection_reason,
     split_rejects,
-    parquet_rows,
     user_days,
 )
 from genrec_core.extract.window_stats import window_counts

@@ -1,8 +1,8 @@
 """Distinct users, items and (user, item) pairs of the window's daily aggregates, without a shuffle.
 
 Each day's file is sorted by user (see `job._write_daily`), so the users of one index range sit
-in a few row groups of every day. One task per user range reads just those row groups with
-pyarrow and counts with numpy; ranges are disjoint, so users and pairs add up, and items merge
+in a few row groups of every day (while a day is a single 8 MB row group, every task reads it
+whole). One task per user range reads those row groups with pyarrow and counts with numpy; ranges are disjoint, so users and pairs add up, and items merge
 as a bitmap the size of the item vocabulary. A Spark distinct of the pairs shuffles every row;
 at 63M events (55M daily rows) this cut the phase from 46 s to 6 s on 2 cores.
 """
