@@ -7,13 +7,20 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test install system-deps clean audit
+.PHONY: demo test lint bench-report install system-deps clean audit
 
 demo: install system-deps
 	$(VENV)/bin/genrec demo
 
-test: install system-deps
+test: install system-deps lint
 	$(PY) -m pytest
+
+# Lint, format, types and the import layers (contracts in pyproject.toml); `make test` runs these first.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 install: $(STAMP)
 
@@ -39,6 +46,10 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium not found; the UI page's browser test will be skipped (apt-get install chromium)" >&2; fi; }
+
+# The tables in bench/README.md and the plots in docs/, rebuilt from bench/results/*.json.
+bench-report: install
+	$(VENV)/bin/genrec bench report
 
 clean:
 	rm -rf .state

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import dag, task
+
 from genrec_airflow.assets import RECOMMENDATIONS
 
 
 @dag(
     dag_id="genrec_consumer_example",
     schedule=[RECOMMENDATIONS],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     tags=["genrec", "example"],
     doc_md=__doc__,

@@ -18,7 +18,7 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
     dag_id="genrec_watchdog",
     # The run at 06:00 on D+1 covers [D 06:00, D+1 06:00): D = data_interval_start's date.
     schedule=CronDataIntervalTimetable(os.environ.get("GENREC_WATCHDOG_CRON", "0 6 * * *"), timezone="UTC"),
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     tags=["genrec", "alerts"],
     doc_md=__doc__,

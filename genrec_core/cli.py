@@ -34,8 +34,8 @@ def postgres_dsn(configured: str | None) -> Iterator[str]:
     if configured:
         yield configured
         return
-    from genrec_core.paths import state_dir
-    from genrec_core.services.local_postgres import LocalPostgres
+    from genrec_core.dev.paths import state_dir
+    from genrec_core.dev.services.local_postgres import LocalPostgres
 
     server = LocalPostgres(base_dir=state_dir() / "postgres")
     server.start()
@@ -60,7 +60,7 @@ def settings_dsn(config: str | None, migrate: bool = False) -> Iterator[str]:
 
 
 def cmd_generate_logs(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.generate import LogSpec, generate_logs
+    from genrec_core.dev.generate import LogSpec, generate_logs
 
     spec = LogSpec(users=args.users, items=args.items, days=args.days, end_date=args.end_date, seed=args.seed)
     return {"out": args.out, **generate_logs(spec, args.out)}
@@ -70,8 +70,9 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.config import load_settings
     from genrec_core.pipeline import run_nightly
 
-    settings = load_settings(args.config, events_uri=args.events_uri, output_uri=args.output_uri, model=args.model,
-                             k=args.k)
+    settings = load_settings(
+        args.config, events_uri=args.events_uri, output_uri=args.output_uri, model=args.model, k=args.k
+    )
     configured = settings.pg_dsn.get_secret_value() if settings.pg_dsn else None
     with postgres_dsn(configured) as dsn:
         return run_nightly(settings.model_copy(update={"pg_dsn": _secret(dsn)}), args.date)
@@ -117,48 +118,83 @@ def cmd_publish_drop(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_bench_publish(args: argparse.Namespace) -> dict[str, Any]:
     import os
 
-    from genrec_core.benchmarks import publish_bench
+    from genrec_core.dev.benchmarks import publish_bench
 
     configured = os.environ.get("GENREC_PG_DSN")
     if configured:
         return publish_bench.run(configured, args.rows, readers=args.readers, workers=args.workers)
-    from genrec_core.services.local_postgres import LocalPostgres
+    from genrec_core.dev.services.local_postgres import LocalPostgres
 
     with LocalPostgres() as server:  # a fresh embedded server, removed afterwards
-        return {**publish_bench.run(server.dsn, args.rows, readers=args.readers, workers=args.workers),
-                "server": "embedded local PostgreSQL"}
+        return {
+            **publish_bench.run(server.dsn, args.rows, readers=args.readers, workers=args.workers),
+            "server": "embedded local PostgreSQL",
+        }
 
 
 def cmd_bench_scoring(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.benchmarks import scoring_bench
+    from genrec_core.dev.benchmarks import scoring_bench
 
     return scoring_bench.run(args.users, args.items, k=args.k, chunk=args.chunk_size, threads=args.threads)
 
 
 def cmd_bench_extract(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.benchmarks import extract_bench
+    from genrec_core.dev.benchmarks import extract_bench
 
-    return extract_bench.run(args.users, args.items, days=args.days, driver_memory=args.driver_memory,
-                             master=args.master)
+    return extract_bench.run(
+        args.users, args.items, days=args.days, driver_memory=args.driver_memory, master=args.master
+    )
 
 
 def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from genrec_core.benchmarks import quality_bench
+    from genrec_core.dev.benchmarks import quality_bench
 
     try:
         overrides = json.loads(args.overrides) if args.overrides else None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--overrides is not JSON: {exc}") from None
-    results = quality_bench.run(args.dataset, args.models.split(","), args.threads, overrides, args.tune)
-    for result in results[:-1]:
-        print(json.dumps(result, sort_keys=True))  # one object per model, one per line
-    return results[-1]
+    results = quality_bench.run(
+        args.dataset,
+        args.models.split(",") if args.models else list(quality_bench.bench_models()),
+        args.threads,
+        overrides,
+        args.tune,
+    )
+    return results  # printed one object per model, one per line
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
-    from genrec_core.demo import run_demo
+    from genrec_core.dev.demo import run_demo
 
     return run_demo(args.date)
+
+
+def cmd_bench_report(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.dev.benchmarks import report
+
+    return report.run()
+
+
+def _count(n: int) -> str:
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= size and n % (size // 10) == 0:
+            return f"{n / size:g}{suffix}"
+    return str(n)
+
+
+BENCH_CASES = {
+    "publish": lambda a: f"{_count(a.rows)}-rows",
+    "scoring": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items",
+    "extract": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items-{a.days}d",
+    "quality": lambda a: a.dataset if not a.models else f"{a.dataset}-{a.models.replace(',', '_')}",
+}
+
+
+def _save_bench(args: argparse.Namespace, argv: list[str], result: Any) -> None:
+    from genrec_core.dev.benchmarks import record
+
+    path = record.save(args.bench_command, BENCH_CASES[args.bench_command](args), result, argv)
+    print(f"genrec: saved {path}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--rows", type=_positive, default=10_000_000)
     bp.add_argument("--readers", type=_positive, default=4)
     bp.add_argument("--workers", type=_positive, default=2, help="parallel COPY connections")
+    bp.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bp.set_defaults(func=cmd_bench_publish)
     bs = bench.add_parser("scoring", help="score stage users/s vs a bare matmul + topk floor")
     bs.add_argument("--users", type=_positive, default=200_000)
@@ -222,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--k", type=_positive, default=10)
     bs.add_argument("--chunk-size", type=int, default=0, help="users per chunk; 0: a 256 MB score matrix")
     bs.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    bs.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bs.set_defaults(func=cmd_bench_scoring)
     be = bench.add_parser("extract", help="Spark extract events/s (full and incremental) vs a bare read + groupBy")
     be.add_argument("--users", type=_positive, default=1_000_000)
@@ -229,15 +267,28 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--days", type=_positive, default=30)
     be.add_argument("--driver-memory", default="6g", help="JVM heap of the local-mode driver")
     be.add_argument("--master", default="local[2]")
+    be.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     be.set_defaults(func=cmd_bench_extract)
     bq = bench.add_parser("quality", help="test metrics of every model on a public data set's fixed split")
     bq.add_argument("--dataset", required=True, choices=["ml-1m", "ml-100k", "lastfm"])
-    bq.add_argument("--models", default="popularity,item_knn,ease,mult_vae,rec_vae,cfgan,mult_vae+ease,rec_vae+ease")
+    bq.add_argument(
+        "--models",
+        help="comma-separated (default: every registered model, and <model>+ease where the model has a linear expert)",
+    )
     bq.add_argument("--threads", type=_positive, default=2)
     bq.add_argument("--overrides", help='JSON config overrides per neural model, e.g. {"mult_vae": {"dropout": 0.3}}')
-    bq.add_argument("--tune", type=int, default=0, metavar="TRIALS",
-                    help="search each model's settings with this many Optuna trials on validation (0: off)")
+    bq.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="search each model's settings with this many Optuna trials on validation (0: off)",
+    )
+    bq.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bq.set_defaults(func=cmd_bench_quality)
+
+    br = bench.add_parser("report", help="rebuild bench/README.md's tables and docs/ plots from bench/results/")
+    br.set_defaults(func=cmd_bench_report)
 
     p = sub.add_parser("demo", help="generate a log, run the DAG with `airflow dags test`, show results")
     p.add_argument("--date", type=_date, default=dt.date(2026, 11, 20))
@@ -246,15 +297,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         result = args.func(args)
     except GenrecError as exc:
         print(f"genrec: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, default=str, sort_keys=True))
+    if getattr(args, "save", False):
+        _save_bench(args, argv, result)
+    for line in result if isinstance(result, list) else [result]:
+        print(json.dumps(line, default=str, sort_keys=True))
     return 0
 
 

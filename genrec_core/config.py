@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from genrec_core.contract import DEFAULT_EVENT_WEIGHTS, EVENT_TYPES
 from genrec_core.errors import ConfigError
-
-ModelName = Literal["mult_vae", "rec_vae", "cfgan", "ease", "item_knn", "popularity"]
+from genrec_core.models.registry import model_names, model_spec, model_specs
+from genrec_core.models.spec import ModelConfig
 
 # The TOML file of the `load_settings` call in progress (so loading never touches os.environ).
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("genrec_config_file", default=None)
@@ -29,85 +29,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class MultVAEConfig(_Section):
-    """Mult-VAE (Liang et al. 2018) hyperparameters; defaults follow the paper."""
-
-    hidden_dim: int = Field(600, ge=1)
-    latent_dim: int = Field(200, ge=1)
-    dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    beta_cap: float = Field(0.2, ge=0.0)
-    total_anneal_steps: int = Field(200_000, ge=1)
-    epochs: int = Field(50, ge=1)
-    finetune_epochs: int = Field(10, ge=1, description="epochs when warm-started from yesterday's model")
-    batch_size: int = Field(500, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    linear_expert: bool = Field(False, description="multiply in an EASE expert: see genrec_core/models/neural.py")
-    expert_l2: float | None = Field(None, gt=0.0, description="the expert's L2; None = chosen on validation (else 500)")
-    expert_weight: float | None = Field(None, ge=0.0, description="the expert's weight; None = chosen on validation (else 10)")
-
-
-class RecVAEConfig(_Section):
-    """RecVAE (Shenbin et al., WSDM 2020); defaults follow the authors' code."""
-
-    hidden_dim: int = Field(600, ge=1)
-    latent_dim: int = Field(200, ge=1)
-    dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    gamma: float = Field(0.005, gt=0.0, description="KL weight per interaction of the user (beta = gamma * |x|)")
-    prior_weights: tuple[float, float, float] = Field(
-        (0.15, 0.75, 0.1), description="composite prior: standard normal, previous posterior, wide normal")
-    encoder_passes: int = Field(3, ge=1, description="encoder passes over the data per epoch")
-    decoder_passes: int = Field(1, ge=1, description="decoder passes over the data per epoch")
-    epochs: int = Field(50, ge=1)
-    finetune_epochs: int = Field(5, ge=1)
-    batch_size: int = Field(500, ge=1)
-    learning_rate: float = Field(5e-4, gt=0.0)
-    linear_expert: bool = Field(False, description="multiply in an EASE expert: see genrec_core/models/neural.py")
-    expert_l2: float | None = Field(None, gt=0.0, description="the expert's L2; None = chosen on validation (else 500)")
-    expert_weight: float | None = Field(None, ge=0.0, description="the expert's weight; None = chosen on validation (else 10)")
-
-    @field_validator("prior_weights")
-    @classmethod
-    def _weights_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(value) < 0 or abs(sum(value) - 1.0) > 1e-6:
-            raise ValueError("prior weights must be >= 0 and sum to 1")
-        return value
-
-
-class CFGANConfig(_Section):
-    """CFGAN (Chae et al., CIKM 2018), the ZR + PM variant."""
-
-    generator_hidden: int = Field(400, ge=1)
-    generator_layers: int = Field(1, ge=1)
-    discriminator_hidden: int = Field(125, ge=1)
-    discriminator_layers: int = Field(4, ge=1)
-    zr_ratio: float = Field(0.4, ge=0.0, le=1.0, description="share of unseen items pushed to zero (ZR)")
-    pm_ratio: float = Field(0.4, ge=0.0, le=1.0, description="share of unseen items shown to the discriminator (PM)")
-    zr_weight: float = Field(0.03, ge=0.0, description="alpha: weight of the zero-reconstruction term")
-    discriminator_steps: int = Field(1, ge=1)
-    generator_steps: int = Field(1, ge=1)
-    epochs: int = Field(200, ge=1)
-    finetune_epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-4, gt=0.0)
-
-
-class EASEConfig(_Section):
-    """EASE (Steck, WWW 2019): closed-form item-item weights with an L2 penalty."""
-
-    l2: float = Field(500.0, gt=0.0)
-    max_items: int = Field(30_000, ge=1, description="refuse larger catalogues: the Gram matrix is items^2 floats")
-
-
-class ItemKNNConfig(_Section):
-    """Item-based k-nearest neighbours, cosine similarity with shrinkage."""
-
-    neighbors: int = Field(100, ge=1)
-    shrink: float = Field(10.0, ge=0.0)
-
-
 class TuningConfig(_Section):
-    """Optional hyperparameter search before a full retrain (genrec_core/tuning.py): trials train on the
+    """Optional hyperparameter search before a full retrain (genrec_core/train/tuning.py): trials train on the
     window's days before D-1 and are judged on D-1, so day D stays unseen for the gate."""
 
     enabled: bool = Field(False, description="search before each full retrain; fine-tunes keep the tuned config")
@@ -122,22 +45,84 @@ class ExtractConfig(_Section):
     format: Literal["parquet", "csv", "jsonl"] = Field("parquet", description="file format of the raw partitions")
     incremental: bool = Field(True, description="reuse yesterday's extract and read only day D when possible")
     max_events_per_user_day: int | None = Field(
-        5000, ge=1, description="bot guard: a user-day with more events goes to quarantine whole; None = no cap")
+        5000, ge=1, description="bot guard: a user-day with more events goes to quarantine whole; None = no cap"
+    )
     kcore: int = Field(0, ge=0, description="keep only users and items with at least this many positive pairs; 0 = off")
     decay_half_life_days: float | None = Field(
-        None, gt=0, description="a day's weight halves every this many days before D; None = no decay")
+        None, gt=0, description="a day's weight halves every this many days before D; None = no decay"
+    )
     count_weight: float = Field(
-        0.0, ge=0, description="pair weight = strongest event weight + count_weight * ln(events of the pair)")
+        0.0, ge=0, description="pair weight = strongest event weight + count_weight * ln(events of the pair)"
+    )
     broadcast_vocab_max: int = Field(
-        5_000_000, ge=0, description="vocabularies up to this size are broadcast to the executors when indexing")
+        5_000_000, ge=0, description="vocabularies up to this size are broadcast to the executors when indexing"
+    )
 
 
 class GateConfig(_Section):
-    """Champion/challenger gate on the held-out day (see genrec_core/gate.py)."""
+    """Champion/challenger gate on the held-out day (see genrec_core/evaluate/gate.py)."""
 
     metric: Literal["ndcg", "recall", "precision"] = Field("ndcg", description="compared at k")
     margin: float = Field(0.05, ge=0.0, lt=1.0, description="allowed relative drop below the champion")
     min_users: int = Field(10, ge=1, description="fewest users with held-out items for a meaningful comparison")
+
+
+class ScoreConfig(_Section):
+    """How the score stage runs (see the README's scoring section)."""
+
+    chunk_size: int = Field(0, ge=0, description="users per scoring chunk; 0 = from chunk_budget_mb")
+    chunk_budget_mb: int = Field(256, ge=1, description="memory of one chunk's score matrix when auto-sized")
+    block_users: int = Field(100_000, ge=1, description="users whose history is held in memory at once")
+    min_history: int = Field(3, ge=1, description="users with fewer accepted events get the fallback list")
+    fallback_days: int = Field(7, ge=1, description="popularity window of the fallback list, days through D")
+    shards: int = Field(1, ge=1, le=1024, description="independent scoring jobs (hash ranges of user ids)")
+    engine: Literal["local", "spark"] = Field(
+        "local", description="local: one process per shard (Airflow maps them); spark: one Spark job, a task per shard"
+    )
+    exclusions_uri: str | None = Field(None, description="Parquet with an item_id column: never recommend these")
+    allowlist_uri: str | None = Field(None, description="Parquet with an item_id column: recommend only these")
+
+
+class TrainConfig(_Section):
+    """Fine-tune or retrain, and where checkpoints go (see genrec_core/train/plan.py)."""
+
+    mode: Literal["auto", "finetune", "retrain"] = Field(
+        "auto", description="auto: fine-tune from D-1's model unless a full retrain is due"
+    )
+    retrain_every_days: int = Field(7, ge=1, description="auto mode: full retrain when the last one is this old")
+    retrain_vocab_growth: float = Field(
+        0.1, ge=0.0, description="auto mode: full retrain when the item vocabulary grew by more than this share"
+    )
+    checkpoint_dir: str | None = Field(
+        None, description="local directory for training checkpoints (resume after a crash); None = system temp dir"
+    )
+
+
+# Settings that moved into a section: the old name fails with a message naming the new one.
+MOVED_SETTINGS = {
+    "score_chunk_size": "score.chunk_size",
+    "score_chunk_budget_mb": "score.chunk_budget_mb",
+    "score_block_users": "score.block_users",
+    "min_history": "score.min_history",
+    "fallback_days": "score.fallback_days",
+    "score_shards": "score.shards",
+    "score_engine": "score.engine",
+    "exclusions_uri": "score.exclusions_uri",
+    "allowlist_uri": "score.allowlist_uri",
+    "train_mode": "train.mode",
+    "retrain_every_days": "train.retrain_every_days",
+    "retrain_vocab_growth": "train.retrain_vocab_growth",
+    "checkpoint_dir": "train.checkpoint_dir",
+}
+
+
+def _moved_setting_message(old: str) -> str:
+    new = MOVED_SETTINGS[old]
+    section, field = new.split(".")
+    return (
+        f"setting '{old}' moved to '{new}' (TOML: [{section}] {field}; "
+        f"environment: GENREC_{section.upper()}__{field.upper()})"
+    )
 
 
 class S3Config(_Section):
@@ -162,7 +147,7 @@ class Settings(BaseSettings):
 
     events_uri: str = "file://./.state/demo/events"
     output_uri: str = "file://./.state/demo/output"
-    model: ModelName = "mult_vae"
+    model: str = Field("mult_vae", description="a registered model (genrec_core/models/registry.py)")
     k: int = Field(10, ge=1, le=1000)
     lookback_days: int = Field(30, ge=2, le=3650)
     seed: int = 42
@@ -171,26 +156,9 @@ class Settings(BaseSettings):
     max_rejected_share: float = Field(0.05, ge=0.0, le=1.0)
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
-    score_chunk_size: int = Field(0, ge=0, description="users per scoring chunk; 0 = from score_chunk_budget_mb")
-    score_chunk_budget_mb: int = Field(256, ge=1, description="memory of one chunk's score matrix when auto-sized")
-    score_block_users: int = Field(100_000, ge=1, description="users whose history is held in memory at once")
-    min_history: int = Field(3, ge=1, description="users with fewer accepted events get the fallback list")
-    fallback_days: int = Field(7, ge=1, description="popularity window of the fallback list, days through D")
-    score_shards: int = Field(1, ge=1, le=1024, description="independent scoring jobs (hash ranges of user ids)")
-    score_engine: Literal["local", "spark"] = Field(
-        "local", description="local: one process per shard (Airflow maps them); spark: one Spark job, a task per shard")
-    exclusions_uri: str | None = Field(None, description="Parquet with an item_id column: never recommend these")
-    allowlist_uri: str | None = Field(None, description="Parquet with an item_id column: recommend only these")
     keep_dates: int = Field(30, ge=1, description="published dates kept in Postgres and object storage")
     publish_workers: int = Field(2, ge=1, le=32, description="parallel COPY connections")
     torch_threads: int = Field(0, ge=0, description="0 keeps torch's default")
-    train_mode: Literal["auto", "finetune", "retrain"] = Field(
-        "auto", description="auto: fine-tune from D-1's model unless a full retrain is due (genrec_core/training_plan.py)")
-    retrain_every_days: int = Field(7, ge=1, description="auto mode: full retrain when the last one is this old")
-    retrain_vocab_growth: float = Field(
-        0.1, ge=0.0, description="auto mode: full retrain when the item vocabulary grew by more than this share")
-    checkpoint_dir: str | None = Field(
-        None, description="local directory for training checkpoints (resume after a crash); None = system temp dir")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pg_dsn: SecretStr | None = None
     s3: S3Config = Field(default_factory=S3Config)
@@ -198,11 +166,28 @@ class Settings(BaseSettings):
     gate: GateConfig = Field(default_factory=GateConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     force_publish: bool = Field(False, description="publish even when the quality gate rejects (recorded as forced)")
-    mult_vae: MultVAEConfig = Field(default_factory=MultVAEConfig)
-    rec_vae: RecVAEConfig = Field(default_factory=RecVAEConfig)
-    cfgan: CFGANConfig = Field(default_factory=CFGANConfig)
-    ease: EASEConfig = Field(default_factory=EASEConfig)
-    item_knn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    # One section per registered model with settings ([mult_vae], [ease], ...), from the model registry.
+    __annotations__.update({spec.name: spec.config_class for spec in model_specs() if spec.config_class})
+    locals().update(
+        {spec.name: Field(default_factory=spec.config_class) for spec in model_specs() if spec.config_class}
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_names(cls, values: Any) -> Any:
+        moved = sorted(set(values) & set(MOVED_SETTINGS)) if isinstance(values, dict) else []
+        if moved:
+            raise ValueError("; ".join(_moved_setting_message(old) for old in moved))
+        return values
+
+    @field_validator("model")
+    @classmethod
+    def _registered_model(cls, value: str) -> str:
+        if value not in model_names():
+            raise ValueError(f"unknown model {value!r}; expected one of {list(model_names())}")
+        return value
 
     @field_validator("events_uri", "output_uri")
     @classmethod
@@ -236,6 +221,20 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
         return tuple(sources)
 
+    def model_section(self, name: str | None = None) -> ModelConfig | None:
+        """The typed config section of model `name` (default: the configured model); None if it has none."""
+        spec = model_spec(name or self.model)
+        return getattr(self, spec.name) if spec.config_class is not None else None
+
+    def updated(self, **changes: Any) -> Settings:
+        """A copy with `changes` validated again; a dict given for a section is merged into that section."""
+        values = self.model_dump()
+        for key, value in changes.items():
+            current = values.get(key)
+            merge = isinstance(value, dict) and isinstance(current, dict) and key != "event_weights"
+            values[key] = {**cast(dict[str, Any], current), **value} if merge else value
+        return type(self).model_validate(values)
+
     def public_dict(self) -> dict[str, Any]:
         """Settings with secrets masked, safe to log or store next to artifacts."""
         return self.model_dump(mode="json")
@@ -249,6 +248,14 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     if path is not None and not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     clean = {key: value for key, value in overrides.items() if value is not None}
+    moved_env = sorted(old for old in MOVED_SETTINGS if f"GENREC_{old.upper()}" in os.environ)
+    if moved_env:
+        raise ConfigError(
+            "invalid settings:\n  "
+            + "\n  ".join(
+                f"environment variable GENREC_{old.upper()}: " + _moved_setting_message(old) for old in moved_env
+            )
+        )
     token = _CONFIG_FILE.set(path)
     try:
         return Settings(**clean)
@@ -263,7 +270,13 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
 
 
 def configured_values(*names: str) -> dict[str, Any]:
-    """The current values of top-level settings (env, TOML, defaults): the DAG's param defaults, so a
-    run's params repeat the operator's configuration unless someone changes them in the Trigger form."""
+    """The current values of settings (env, TOML, defaults; ``section.field`` for a section's): the DAG's
+    param defaults, so a run's params repeat the operator's configuration unless changed in the Trigger form."""
     settings = load_settings()
-    return {name: getattr(settings, name) for name in names}
+    values = {}
+    for name in names:
+        value: Any = settings
+        for part in name.split("."):
+            value = getattr(value, part)
+        values[name] = value
+    return values

@@ -33,8 +33,8 @@ REJECT_EVENT_TYPE = "unknown_event_type"
 REJECT_TIMESTAMP = "bad_timestamp"
 REJECT_OUT_OF_PARTITION = "timestamp_outside_partition"
 REJECT_VALUE = "bad_value"
-REJECT_MALFORMED = "malformed_record"     # a CSV/JSON line that does not parse into the columns
-REJECT_SCHEMA_DRIFT = "schema_drift"     # a file whose column has a type that cannot hold the contract's value
+REJECT_MALFORMED = "malformed_record"  # a CSV/JSON line that does not parse into the columns
+REJECT_SCHEMA_DRIFT = "schema_drift"  # a file whose column has a type that cannot hold the contract's value
 # Not invalid data, so not part of the rejected share: a user-day above the bot-guard cap goes to quarantine whole.
 CAPPED_USER_DAY = "over_user_day_cap"
 REJECT_REASONS: tuple[str, ...] = (
@@ -55,6 +55,6 @@ SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "fallback"
 
 
-def partition_name(day: "object") -> str:
+def partition_name(day: object) -> str:
     """The directory name of one day's partition, e.g. ``dt=2026-11-20``."""
     return f"dt={day}"

@@ -48,7 +48,7 @@ class Storage:
         return self._s3_options
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "Storage":
+    def from_settings(cls, settings: Any) -> Storage:
         s3 = settings.s3
         secret = s3.secret_access_key.get_secret_value() if s3.secret_access_key else None
         return cls(S3Options(s3.endpoint_url, s3.region, s3.access_key_id, secret))
@@ -70,9 +70,9 @@ class Storage:
     def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
         """Return (filesystem, path) for a URI."""
         if uri.startswith("s3://"):
-            return self._s3fs(), uri[len("s3://"):].rstrip("/")
+            return self._s3fs(), uri[len("s3://") :].rstrip("/")
         if uri.startswith("file://"):
-            return self._local, os.path.abspath(unquote(uri[len("file://"):]))
+            return self._local, os.path.abspath(unquote(uri[len("file://") :]))
         if uri.startswith("/"):
             return self._local, uri
         raise ValueError(f"unsupported URI {uri!r}: expected file://, s3:// or an absolute path")
@@ -106,7 +106,7 @@ class Storage:
         files = []
         for info in infos:
             if info.type == pafs.FileType.File and info.path.endswith(suffix):
-                files.append(base + info.path[len(path):])
+                files.append(base + info.path[len(path) :])
         return sorted(files)
 
     def file_sizes(self, uri: str) -> dict[str, int]:
@@ -115,7 +115,7 @@ class Storage:
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             return {}
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        return {info.path[len(path):].lstrip("/"): info.size for info in infos if info.type == pafs.FileType.File}
+        return {info.path[len(path) :].lstrip("/"): info.size for info in infos if info.type == pafs.FileType.File}
 
     def delete_dir(self, uri: str) -> None:
         fs, path = self.resolve(uri)

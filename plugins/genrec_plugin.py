@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+
 from genrec_airflow.ui import create_app
 
 
 class GenrecPlugin(AirflowPlugin):
     name = "genrec"
     fastapi_apps = [{"app": create_app(), "url_prefix": "/genrec", "name": "genrec"}]
-    external_views = [{"name": "genrec", "href": "genrec/", "destination": "nav", "category": "browse",
-                       "url_route": "genrec"}]
+    external_views = [
+        {"name": "genrec", "href": "genrec/", "destination": "nav", "category": "browse", "url_route": "genrec"}
+    ]

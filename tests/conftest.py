@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from pathlib import Path
 
 # Airflow reads its configuration at import time: isolate it before anything imports airflow.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="genrec-test-airflow-"))
-from genrec_core.airflow_env import airflow_env  # noqa: E402
+from genrec_core.dev.airflow_env import airflow_env
 
 for _key, _value in airflow_env(_AIRFLOW_HOME).items():
     if _key.startswith("AIRFLOW") or _key == "SPARK_LOCAL_IP":
@@ -17,21 +16,17 @@ for _key, _value in airflow_env(_AIRFLOW_HOME).items():
 for _key in [k for k in os.environ if k.startswith("GENREC_")]:
     del os.environ[_key]  # tests state their settings explicitly
 
-import logging  # noqa: E402
+import logging
 
-import boto3  # noqa: E402
-import pytest  # noqa: E402
+import boto3
+import pytest
 
-from genrec_core.config import Settings, load_settings  # noqa: E402
-from genrec_core.generate import LogSpec, generate_logs  # noqa: E402
-from genrec_core.services.local_postgres import LocalPostgres, free_port  # noqa: E402
-from genrec_core.storage import S3Options, Storage  # noqa: E402
+from genrec_core.dev.generate import generate_logs
+from genrec_core.dev.services.local_postgres import LocalPostgres, free_port
+from genrec_core.storage import S3Options, Storage
+from tests.support import TINY
 
 logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown message races pytest's closed streams
-
-RUN_DATE = dt.date(2026, 11, 20)
-TINY = LogSpec(users=300, items=120, days=6, end_date=RUN_DATE, seed=3)
-FAST_VAE = {"epochs": 40, "hidden_dim": 64, "latent_dim": 16, "batch_size": 50, "total_anneal_steps": 200}
 
 
 @pytest.fixture(scope="session")
@@ -72,22 +67,25 @@ def s3_endpoint() -> str:
     server.stop()
 
 
-S3_KEYS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
-
-
 @pytest.fixture()
 def s3_bucket(s3_endpoint: str) -> str:
     """A new bucket for one test; returns its s3:// URI."""
     name = f"genrec-{os.urandom(4).hex()}"
-    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=name)
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
     return f"s3://{name}"
 
 
 @pytest.fixture()
 def s3_storage(s3_endpoint: str) -> Storage:
-    return Storage(S3Options(endpoint_url=s3_endpoint, region="us-east-1", access_key_id="testing",
-                             secret_access_key="testing"))
+    return Storage(
+        S3Options(endpoint_url=s3_endpoint, region="us-east-1", access_key_id="testing", secret_access_key="testing")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -98,20 +96,10 @@ def tiny_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def make_settings(events_uri: str, output_uri: str, **extra: object) -> Settings:
-    """Settings for a fast test run."""
-    values: dict[str, object] = {
-        "events_uri": events_uri, "output_uri": output_uri, "lookback_days": TINY.days, "k": 10,
-        "spark_master": "local[2]", "spark_driver_memory": "1g", "torch_threads": 2, "mult_vae": FAST_VAE,
-    }
-    values.update(extra)
-    return load_settings(**values)
-
-
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """The isolated Airflow home with its metadata database migrated."""
-    from genrec_core.airflow_env import migrate_metadata_db
+    from genrec_core.dev.airflow_env import migrate_metadata_db
 
     migrate_metadata_db(dict(os.environ))
     return _AIRFLOW_HOME

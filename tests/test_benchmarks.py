@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genrec_core.benchmarks import extract_bench, publish_bench, quality_bench, scoring_bench
+from genrec_core.dev.benchmarks import extract_bench, publish_bench, quality_bench, scoring_bench
 
 pytestmark = pytest.mark.integration
 

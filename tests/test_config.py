@@ -45,14 +45,17 @@ def test_missing_config_file_is_named(tmp_path):
         load_settings(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize(("override", "name"), [
-    ({"k": 0}, "k"),
-    ({"model": "bert4rec"}, "model"),
-    ({"events_uri": "ftp://x"}, "events_uri"),
-    ({"event_weights": {"like": 1.0}}, "event_weights"),
-    ({"mult_vae": {"dropout": 1.5}}, "mult_vae.dropout"),
-    ({"spark_mastr": "local"}, "spark_mastr"),
-])
+@pytest.mark.parametrize(
+    ("override", "name"),
+    [
+        ({"k": 0}, "k"),
+        ({"model": "bert4rec"}, "model"),
+        ({"events_uri": "ftp://x"}, "events_uri"),
+        ({"event_weights": {"like": 1.0}}, "event_weights"),
+        ({"mult_vae": {"dropout": 1.5}}, "mult_vae.dropout"),
+        ({"spark_mastr": "local"}, "spark_mastr"),
+    ],
+)
 def test_bad_value_names_the_setting(override, name):
     with pytest.raises(ConfigError, match=f"setting '{name}'"):
         load_settings(**override)
@@ -67,3 +70,54 @@ def test_bad_env_value_names_the_setting(monkeypatch):
 def test_secrets_are_masked_when_dumped():
     settings = load_settings(pg_dsn="postgresql://u:hunter2@h/db")
     assert "hunter2" not in str(settings.public_dict()) and "hunter2" not in repr(settings)
+
+
+def test_score_and_train_sections_from_toml_env_and_overrides(tmp_path, monkeypatch):
+    path = tmp_path / "genrec.toml"
+    path.write_text("[score]\nshards = 3\nmin_history = 2\n[train]\nmode = 'retrain'\n")
+    monkeypatch.setenv("GENREC_SCORE__CHUNK_SIZE", "128")
+    settings = load_settings(path, train={"checkpoint_dir": "/ckpt"})
+    assert (settings.score.shards, settings.score.min_history, settings.score.chunk_size) == (3, 2, 128)
+    assert (settings.train.mode, settings.train.checkpoint_dir) == ("retrain", "/ckpt")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "value"),
+    [
+        ("score_shards", "score.shards", 2),
+        ("train_mode", "train.mode", "retrain"),
+        ("min_history", "score.min_history", 2),
+    ],
+)
+def test_a_moved_setting_under_its_old_name_fails_naming_the_new_one(tmp_path, monkeypatch, old, new, value):
+    with pytest.raises(ConfigError, match=f"setting '{old}' moved to '{new}'"):
+        load_settings(**{old: value})
+    path = tmp_path / "genrec.toml"
+    path.write_text(f"{old} = {value!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match=f"moved to '{new}'"):
+        load_settings(path)
+    monkeypatch.setenv(f"GENREC_{old.upper()}", str(value))
+    section, field = new.split(".")
+    with pytest.raises(ConfigError, match=f"GENREC_{old.upper()}.*GENREC_{section.upper()}__{field.upper()}"):
+        load_settings()
+
+
+def test_model_choices_and_sections_come_from_the_registry():
+    from genrec_core.models.registry import model_specs
+
+    settings = load_settings()
+    for spec in model_specs():
+        section = settings.model_section(spec.name)
+        assert (section is None) == (spec.config_class is None)
+        if section is not None:
+            assert section == spec.default_config()
+    with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of"):
+        load_settings(model="nope")
+
+
+def test_updated_merges_a_section_and_validates_again():
+    settings = load_settings()
+    changed = settings.updated(score={"shards": 4}, k=5)
+    assert (changed.score.shards, changed.score.min_history, changed.k) == (4, settings.score.min_history, 5)
+    with pytest.raises(ValueError, match="shards"):
+        settings.updated(score={"shards": 0})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genrec_core.paths import PROJECT_ROOT, state_dir
+from genrec_core.dev.paths import PROJECT_ROOT, state_dir
 
 DOCKER = PROJECT_ROOT / "docker"
 DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "Dockerfile.spark"]
@@ -55,11 +55,16 @@ def test_every_pip_install_uses_the_locked_pins():
     installs = [step for f in DOCKERFILES for step in _run_steps(f) if "pip install" in step]
     assert len(installs) == 3  # airflow, gpu-worker, spark
     for step in installs:
-        command = step[step.index("pip install"):].split("&&")[0]
+        command = step[step.index("pip install") :].split("&&")[0]
         assert re.search(r"-c (constraints\.txt|/tmp/constraints-gpu\.txt)", command), command
-        requirements = [t.strip('"') for t in command.split()[2:]
-                        if not t.startswith("-") and not t.startswith("http") and not t.endswith("constraints.txt")
-                        and not t.endswith("constraints-gpu.txt")]
+        requirements = [
+            t.strip('"')
+            for t in command.split()[2:]
+            if not t.startswith("-")
+            and not t.startswith("http")
+            and not t.endswith("constraints.txt")
+            and not t.endswith("constraints-gpu.txt")
+        ]
         for requirement in requirements:
             if requirement in (".", ".[deploy]"):
                 continue
@@ -85,9 +90,20 @@ def test_base_images_and_extras_match_the_project():
 
 def test_compose_has_the_services_and_the_gpu_worker_takes_the_gpu_queue():
     services = _compose()["services"]
-    expected = {"postgres", "redis", "minio", "spark-master", "spark-worker", "airflow-init", "airflow-apiserver",
-                "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
-                "airflow-worker-gpu"}
+    expected = {
+        "postgres",
+        "redis",
+        "minio",
+        "spark-master",
+        "spark-worker",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-worker-gpu",
+    }
     assert expected <= set(services)
     gpu = services["airflow-worker-gpu"]
     assert gpu["build"]["target"] == "gpu-worker" and "${GENREC_GPU_QUEUE:-gpu}" in gpu["command"]
@@ -122,10 +138,27 @@ def _compose_validator() -> Path | None:
         return None
     debs = root.parent / "docker-compose-debs"
     debs.mkdir(parents=True, exist_ok=True)
-    names = ["docker-compose", "python3-distro", "python3-docker", "python3-dockerpty", "python3-docopt",
-             "python3-dotenv", "python3-jsonschema", "python3-texttable", "python3-websocket", "python3-yaml",
-             "python3-attr", "python3-pyrsistent", "python3-requests", "python3-urllib3", "python3-idna",
-             "python3-certifi", "python3-chardet", "python3-charset-normalizer", "python3-six"]
+    names = [
+        "docker-compose",
+        "python3-distro",
+        "python3-docker",
+        "python3-dockerpty",
+        "python3-docopt",
+        "python3-dotenv",
+        "python3-jsonschema",
+        "python3-texttable",
+        "python3-websocket",
+        "python3-yaml",
+        "python3-attr",
+        "python3-pyrsistent",
+        "python3-requests",
+        "python3-urllib3",
+        "python3-idna",
+        "python3-certifi",
+        "python3-chardet",
+        "python3-charset-normalizer",
+        "python3-six",
+    ]
     fetched = subprocess.run(["apt-get", "download", *names], cwd=debs, capture_output=True, text=True)
     if fetched.returncode != 0:
         return None
@@ -140,8 +173,15 @@ def test_compose_file_passes_docker_compose_config(tmp_path):
         pytest.skip("Debian's docker-compose package could not be fetched (needs apt-get and the Debian mirror)")
     env_file = tmp_path / "example.env"
     shutil.copy(DOCKER / ".env.example", env_file)
-    command = [shutil.which("python3") or "python3", "-c", "from compose.cli.main import main; main()",
-               "-f", str(DOCKER / "docker-compose.yml"), "--env-file", str(env_file)]
+    command = [
+        shutil.which("python3") or "python3",
+        "-c",
+        "from compose.cli.main import main; main()",
+        "-f",
+        str(DOCKER / "docker-compose.yml"),
+        "--env-file",
+        str(env_file),
+    ]
     env = {**os.environ, "PYTHONPATH": str(packages)}
     checked = subprocess.run([*command, "config", "-q"], capture_output=True, text=True, env=env)
     assert checked.returncode == 0, checked.stderr

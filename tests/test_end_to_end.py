@@ -6,47 +6,23 @@ import datetime as dt
 import json
 
 import pandas as pd
-import psycopg2
 import pytest
 from pydantic import SecretStr
 
-from genrec_core.generate import generate_logs
+from genrec_core.dev.generate import generate_logs
 from genrec_core.pipeline import run_nightly
 from genrec_core.storage import join
-from tests.conftest import RUN_DATE, S3_KEYS, TINY, make_settings
+from tests.support import (
+    RUN_DATE,
+    S3_KEYS,
+    TINY,
+    assert_lists_are_complete_and_unseen,
+    fetch,
+    make_settings,
+    seen_pairs,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def fetch(dsn: str, sql: str, *args: object) -> pd.DataFrame:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args or None)
-            return pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
-    finally:
-        conn.close()
-
-
-def seen_pairs(storage, events_uri: str, run_date: dt.date, days: int) -> set[tuple[str, str]]:
-    """Independent oracle: every (user, item) in the raw log of the window, read straight from the files."""
-    frames = []
-    for n in range(days):
-        day = run_date - dt.timedelta(days=n)
-        frames.append(storage.read_table(join(events_uri, f"dt={day}")).to_pandas())
-    raw = pd.concat(frames)
-    return set(zip(raw.user_id, raw.item_id))
-
-
-def assert_lists_are_complete_and_unseen(recs: pd.DataFrame, seen: set[tuple[str, str]], k: int) -> None:
-    users_with_history = {u for u, _ in seen}
-    assert set(recs.user_id) == users_with_history
-    per_user = recs.groupby("user_id")
-    assert (per_user.size() == k).all()
-    assert (per_user.item_id.nunique() == k).all()
-    assert (per_user["rank"].apply(lambda r: sorted(r) == list(range(1, k + 1)))).all()
-    recommended = set(zip(recs.user_id, recs.item_id))
-    assert not recommended & seen
 
 
 @pytest.fixture()
@@ -75,16 +51,20 @@ def test_nightly_run_over_s3_and_postgres(s3_settings, s3_storage):
     assert len(parquet) == len(recs)
     manifest = s3_storage.read_json(join(settings.output_uri, "recommendations", "dt=2026-11-20", "_manifest.json"))
     assert manifest["rows"] == len(recs)
-    for name in ("models/mult_vae/dt=2026-11-20/weights.pt", "runs/dt=2026-11-20/summary.json",
-                 "extract/dt=2026-11-20/stats.json"):
+    for name in (
+        "models/mult_vae/dt=2026-11-20/weights.pt",
+        "runs/dt=2026-11-20/summary.json",
+        "extract/dt=2026-11-20/stats.json",
+    ):
         assert s3_storage.exists(join(settings.output_uri, name)), name
 
     # A rerun of the same date reproduces the same lists exactly and replaces the partition.
     again = run_nightly(settings, RUN_DATE)
     recs_again = fetch(dsn, "SELECT * FROM genrec.recommendations_latest")
     key = ["user_id", "rank"]
-    pd.testing.assert_frame_equal(recs.sort_values(key).reset_index(drop=True),
-                                  recs_again.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        recs.sort_values(key).reset_index(drop=True), recs_again.sort_values(key).reset_index(drop=True)
+    )
     assert again["metrics"] == summary["metrics"]
     runs = fetch(dsn, "SELECT run_date, status FROM genrec.runs")
     assert len(runs) == 2 and (runs.status == "published").all()
@@ -93,15 +73,25 @@ def test_nightly_run_over_s3_and_postgres(s3_settings, s3_storage):
 def test_dag_folder_imports_without_errors(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
-    from genrec_core.paths import PROJECT_ROOT
+    from genrec_core.dev.paths import PROJECT_ROOT
 
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     assert bag.import_errors == {}
     dag = bag.get_dag("genrec_nightly")
     assert dag is not None
-    assert {t.task_id for t in dag.tasks} == {"extract", "check_data", "train", "evaluate", "gate", "shard_plan",
-                                             "score", "scoring_done", "publish_object_store", "publish_postgres",
-                                             "record_run"}
+    assert {t.task_id for t in dag.tasks} == {
+        "extract",
+        "check_data",
+        "train",
+        "evaluate",
+        "gate",
+        "shard_plan",
+        "score",
+        "scoring_done",
+        "publish_object_store",
+        "publish_postgres",
+        "record_run",
+    }
     tasks = {t.task_id: t for t in dag.tasks}
     assert {tid for tid, t in tasks.items() if t.queue == "gpu"} == {"train", "gate", "score"}
     assert tasks["gate"].retries == 0 and tasks["extract"].retries == 2
@@ -116,17 +106,25 @@ def test_dag_folder_imports_without_errors(airflow_db):
 def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
-    from genrec_core.paths import PROJECT_ROOT
+    from genrec_core.dev.paths import PROJECT_ROOT
 
     settings = s3_settings
     # Postgres and S3 come from Airflow connections, resolved in the tasks with the provider hooks.
-    s3_conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-               "extra": {"endpoint_url": settings.s3.endpoint_url, "region_name": "us-east-1"}}
+    s3_conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": settings.s3.endpoint_url, "region_name": "us-east-1"},
+    }
     env = {
-        "GENREC_EVENTS_URI": settings.events_uri, "GENREC_OUTPUT_URI": settings.output_uri,
+        "GENREC_EVENTS_URI": settings.events_uri,
+        "GENREC_OUTPUT_URI": settings.output_uri,
         "AIRFLOW_CONN_GENREC_POSTGRES": settings.pg_dsn.get_secret_value(),
-        "AIRFLOW_CONN_GENREC_S3": json.dumps(s3_conn), "GENREC_LOOKBACK_DAYS": str(TINY.days),
-        "GENREC_SPARK_MASTER": "local[2]", "GENREC_SPARK_DRIVER_MEMORY": "1g", "GENREC_TORCH_THREADS": "2",
+        "AIRFLOW_CONN_GENREC_S3": json.dumps(s3_conn),
+        "GENREC_LOOKBACK_DAYS": str(TINY.days),
+        "GENREC_SPARK_MASTER": "local[2]",
+        "GENREC_SPARK_DRIVER_MEMORY": "1g",
+        "GENREC_TORCH_THREADS": "2",
     }
     monkeypatch.delenv("GENREC_PG_DSN", raising=False)
     for name, value in settings.mult_vae.model_dump(exclude_none=True).items():
@@ -137,13 +135,15 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("genrec_nightly")
     # Two consecutive nights, D-1 then D; each triggered when its day has ended (its data interval is the day).
     for day in (RUN_DATE - dt.timedelta(days=1), RUN_DATE):
-        after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+        after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         run = dag.test(logical_date=after)
         assert str(run.state) in ("success", "DagRunState.SUCCESS"), day
         assert run.data_interval_start.date() == day
     # D-1 trained from scratch; D, with D-1 published, fine-tuned from D-1's model
-    plans = {day: s3_storage.read_json(join(settings.output_uri, "models", "mult_vae", f"dt={day}", "training.json"))
-             for day in ("2026-11-19", "2026-11-20")}
+    plans = {
+        day: s3_storage.read_json(join(settings.output_uri, "models", "mult_vae", f"dt={day}", "training.json"))
+        for day in ("2026-11-19", "2026-11-20")
+    }
     assert plans["2026-11-19"]["mode"] == "retrain"
     assert plans["2026-11-20"]["mode"] == "finetune"
     assert plans["2026-11-20"]["base_uri"] == join(settings.output_uri, "models", "mult_vae", "dt=2026-11-19")

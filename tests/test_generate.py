@@ -3,7 +3,7 @@ import datetime as dt
 import pyarrow.parquet as pq
 
 from genrec_core.contract import EVENT_TYPES, LOG_COLUMNS
-from genrec_core.generate import LogSpec, generate_logs
+from genrec_core.dev.generate import LogSpec, generate_logs
 
 
 def test_writes_one_partition_per_day_in_the_contract(tmp_path):

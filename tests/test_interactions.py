@@ -39,17 +39,24 @@ def test_shape_must_match_vocabularies():
     import scipy.sparse as sp
 
     with pytest.raises(ValueError, match="does not match"):
-        Interactions(sp.csr_matrix((2, 2)), Vocabulary(np.array(["u"], dtype=object)),
-                     Vocabulary(np.array(["a", "b"], dtype=object)))
+        Interactions(
+            sp.csr_matrix((2, 2)),
+            Vocabulary(np.array(["u"], dtype=object)),
+            Vocabulary(np.array(["a", "b"], dtype=object)),
+        )
 
 
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5), st.sampled_from([0.0, 1.0, 2.0, 5.0])), max_size=40))
 def test_from_daily_agrees_with_a_dictionary_reference(rows):
     users = Vocabulary(np.array([f"u{i}" for i in range(5)], dtype=object))
     items = Vocabulary(np.array([f"i{i}" for i in range(6)], dtype=object))
-    daily = pa.table({"user_idx": pa.array([r[0] for r in rows], pa.int64()),
-                      "item_idx": pa.array([r[1] for r in rows], pa.int64()),
-                      "weight": pa.array([r[2] for r in rows], pa.float32())})
+    daily = pa.table(
+        {
+            "user_idx": pa.array([r[0] for r in rows], pa.int64()),
+            "item_idx": pa.array([r[1] for r in rows], pa.int64()),
+            "weight": pa.array([r[2] for r in rows], pa.float32()),
+        }
+    )
     best: dict[tuple[int, int], float] = {}
     for u, i, w in rows:
         best[(u, i)] = max(best.get((u, i), 0.0), w)

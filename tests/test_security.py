@@ -6,12 +6,16 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
-from pathlib import Path
 
-from genrec_core.paths import PROJECT_ROOT
+from genrec_core.dev.paths import PROJECT_ROOT
 
-SOURCES = sorted([*(PROJECT_ROOT / "genrec_core").rglob("*.py"), *(PROJECT_ROOT / "plugins").rglob("*.py"),
-                  *(PROJECT_ROOT / "dags").glob("*.py")])
+SOURCES = sorted(
+    [
+        *(PROJECT_ROOT / "genrec_core").rglob("*.py"),
+        *(PROJECT_ROOT / "plugins").rglob("*.py"),
+        *(PROJECT_ROOT / "dags").glob("*.py"),
+    ]
+)
 
 
 def _formatted(node: ast.AST) -> bool:
@@ -29,8 +33,12 @@ def test_sql_is_never_built_by_string_formatting():
     offenders = []
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                    node.func.attr in ("execute", "executemany", "copy_expert", "mogrify") and node.args:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("execute", "executemany", "copy_expert", "mogrify")
+                and node.args
+            ):
                 if _formatted(node.args[0]):
                     offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
     assert not offenders, f"SQL built by string formatting (use psycopg2.sql and bound values): {offenders}"
@@ -49,7 +57,7 @@ def test_nothing_is_unpickled():
         for pattern in (r"\bpickle\.loads?\(", r"weights_only\s*=\s*False", r"\bdill\.", r"\bjoblib\.load\("):
             offenders += [f"{path.relative_to(PROJECT_ROOT)}: {pattern}" for _ in re.finditer(pattern, text)]
         for match in re.finditer(r"torch\.load\(", text):
-            call = text[match.start():text.find(")", match.start()) + 200]
+            call = text[match.start() : text.find(")", match.start()) + 200]
             if "weights_only=True" not in call:
                 offenders.append(f"{path.relative_to(PROJECT_ROOT)}: torch.load without weights_only=True")
     assert not offenders, offenders
@@ -59,8 +67,12 @@ def test_no_secrets_are_committed():
     tracked = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     files = [PROJECT_ROOT / f for f in tracked.stdout.splitlines()]
     assert not [f for f in files if f.name == ".env"], "an env file with secrets is tracked"
-    patterns = [r"AKIA[0-9A-Z]{16}", r"-----BEGIN [A-Z ]*PRIVATE KEY-----", r"xox[baprs]-[0-9A-Za-z-]{10,}",
-                r"postgres(?:ql)?://[^:\s/]+:(?!\$|\{|password@)[^@\s'\"]{6,}@"]
+    patterns = [
+        r"AKIA[0-9A-Z]{16}",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+        r"xox[baprs]-[0-9A-Za-z-]{10,}",
+        r"postgres(?:ql)?://[^:\s/]+:(?!\$|\{|password@)[^@\s'\"]{6,}@",
+    ]
     found = []
     for path in files:
         # tests/ holds made-up credentials on purpose (they prove masking); the rest must hold none

@@ -32,11 +32,12 @@ class Vocabulary:
         return np.fromiter((lookup.get(x, -1) for x in ids), dtype=np.int64, count=len(ids))
 
     def to_table(self) -> pa.Table:
-        return pa.table({"id": pa.array(self.ids.tolist(), pa.string()),
-                         "idx": pa.array(np.arange(len(self.ids)), pa.int64())})
+        return pa.table(
+            {"id": pa.array(self.ids.tolist(), pa.string()), "idx": pa.array(np.arange(len(self.ids)), pa.int64())}
+        )
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> "Vocabulary":
+    def from_table(cls, table: pa.Table) -> Vocabulary:
         idx = table.column("idx").to_numpy()
         ids = np.asarray(table.column("id").to_pylist(), dtype=object)
         order = np.argsort(idx)
@@ -55,8 +56,9 @@ class Interactions:
 
     def __post_init__(self) -> None:
         if self.matrix.shape != (len(self.users), len(self.items)):
-            raise ValueError(f"matrix shape {self.matrix.shape} does not match vocabularies "
-                             f"({len(self.users)}, {len(self.items)})")
+            raise ValueError(
+                f"matrix shape {self.matrix.shape} does not match vocabularies ({len(self.users)}, {len(self.items)})"
+            )
 
     @property
     def n_users(self) -> int:
@@ -76,8 +78,14 @@ class Interactions:
         return out
 
     @classmethod
-    def from_daily(cls, daily: pa.Table, users: Vocabulary, items: Vocabulary,
-                   positive_only: bool = True, count_weight: float = 0.0) -> "Interactions":
+    def from_daily(
+        cls,
+        daily: pa.Table,
+        users: Vocabulary,
+        items: Vocabulary,
+        positive_only: bool = True,
+        count_weight: float = 0.0,
+    ) -> Interactions:
         """Collapse daily aggregates (user_idx, item_idx, weight[, events]) into one matrix.
 
         A pair's value is its largest daily weight, plus `count_weight * ln(events)` over its
@@ -90,8 +98,9 @@ class Interactions:
         # One int64 key per (user, item): sorting it groups a pair's days, already in CSR order.
         key = daily.column("user_idx").to_numpy().astype(np.int64) * n_items
         key += daily.column("item_idx").to_numpy()
-        weight = np.ones(len(key), np.float32) if not positive_only else \
-            daily.column("weight").to_numpy().astype(np.float32)
+        weight = (
+            np.ones(len(key), np.float32) if not positive_only else daily.column("weight").to_numpy().astype(np.float32)
+        )
         order = np.argsort(key, kind="stable")
         key = key[order]
         weight = weight[order]
@@ -130,8 +139,9 @@ class ExtractedData:
             return table
         day = pc.cast(table.column("day"), pa.string())
         days = pc.unique(day)
-        factor = np.array([0.5 ** ((self.run_date - dt.date.fromisoformat(d)).days / half_life)
-                           for d in days.to_pylist()])
+        factor = np.array(
+            [0.5 ** ((self.run_date - dt.date.fromisoformat(d)).days / half_life) for d in days.to_pylist()]
+        )
         weight = table.column("weight").to_numpy() * factor[pc.index_in(day, days).to_numpy()]
         return table.set_column(table.schema.get_field_index("weight"), "weight", pa.array(weight))
 
@@ -174,8 +184,7 @@ class ExtractedData:
 
         fs, path = self.storage.resolve(self.daily_uri)
         dataset = pads.dataset(path, format="parquet", partitioning="hive", filesystem=fs)
-        return dataset.to_table(columns=columns,
-                                filter=(pads.field("user_idx") >= lo) & (pads.field("user_idx") < hi))
+        return dataset.to_table(columns=columns, filter=(pads.field("user_idx") >= lo) & (pads.field("user_idx") < hi))
 
     def user_block(self, lo: int, hi: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(positive feedback, seen pairs) of users lo..hi-1 over the window, as [hi-lo, items] matrices."""
@@ -199,8 +208,9 @@ class ExtractedData:
         n_users = self.storage.read_table(join(self.uri, "vocab", "users"), columns=["idx"]).num_rows
         counts = np.zeros(n_users, dtype=np.int64)
         for batch in self.scan(["user_idx", "events"]):
-            counts += np.bincount(batch.column(0).to_numpy(), weights=batch.column(1).to_numpy(),
-                                  minlength=n_users).astype(np.int64)
+            counts += np.bincount(
+                batch.column(0).to_numpy(), weights=batch.column(1).to_numpy(), minlength=n_users
+            ).astype(np.int64)
         return counts
 
     def split(self, holdout_day: dt.date | None = None) -> tuple[Interactions, Interactions, Interactions]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genrec_core import layout
 from genrec_core.config import Settings
 from genrec_core.contract import CAPPED_USER_DAY, partition_name
 from genrec_core.errors import DataError
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ExtractResult:
     uri: str
@@ -61,13 +61,9 @@ def window_days(run_date: dt.date, lookback_days: int) -> list[dt.date]:
     return [run_date - dt.timedelta(days=n) for n in range(lookback_days - 1, -1, -1)]
 
 
-def extract_uri_for(output_uri: str, run_date: dt.date) -> str:
-    return join(output_uri, "extract", partition_name(run_date))
-
-
 def previous_extract(output_uri: str, run_date: dt.date, storage: Storage) -> str | None:
     """The newest extract dated strictly before `run_date` that finished (has stats.json)."""
-    root = join(output_uri, "extract")
+    root = layout.extract_root(output_uri)
     earlier = sorted(
         (name for name in storage.list_dir(root) if name.startswith("dt=") and name[3:] < run_date.isoformat()),
         reverse=True,
@@ -92,12 +88,18 @@ def fingerprint(settings: Settings) -> str:
 
 def _listing_digest(storage: Storage, uri: str) -> str:
     files = storage.file_sizes(uri)
-    return source_digest([(name, size) for name, size in files.items()
-                          if not name.rsplit("/", 1)[-1].startswith(("_", "."))])
+    return source_digest(
+        [(name, size) for name, size in files.items() if not name.rsplit("/", 1)[-1].startswith(("_", "."))]
+    )
 
 
-def _reusable_days(prev_stats: dict[str, Any] | None, settings: Settings, run_date: dt.date,
-                   window_start: dt.date, digests: dict[str, str]) -> list[str] | None:
+def _reusable_days(
+    prev_stats: dict[str, Any] | None,
+    settings: Settings,
+    run_date: dt.date,
+    window_start: dt.date,
+    digests: dict[str, str],
+) -> list[str] | None:
     """Days of the previous extract that can be copied as they are, or None when a full recompute is needed."""
     if prev_stats is None or prev_stats.get("run_date") != (run_date - dt.timedelta(days=1)).isoformat():
         return None
@@ -110,8 +112,9 @@ def _reusable_days(prev_stats: dict[str, Any] | None, settings: Settings, run_da
     return sorted(earlier)
 
 
-def run_extract(settings: Settings, run_date: dt.date, storage: Storage, *,
-                spark: "SparkSession | None" = None, full: bool = False) -> ExtractResult:
+def run_extract(
+    settings: Settings, run_date: dt.date, storage: Storage, *, spark: SparkSession | None = None, full: bool = False
+) -> ExtractResult:
     """Run the extract for `run_date`; idempotent (a rerun replaces the date's output).
 
     `spark` is the session to use (spark-submit passes its own); `full` forces a recompute of the whole window.
@@ -120,15 +123,20 @@ def run_extract(settings: Settings, run_date: dt.date, storage: Storage, *,
     partitions = [(d, join(settings.events_uri, partition_name(d))) for d in days]
     present = [(d, uri) for d, uri in partitions if storage.exists(uri)]
     if not present or present[-1][0] != run_date:
-        raise DataError(f"no raw events for run date {run_date}: {join(settings.events_uri, partition_name(run_date))} "
-                        "does not exist; refusing to build recommendations without the day's data")
+        raise DataError(
+            f"no raw events for run date {run_date}: {join(settings.events_uri, partition_name(run_date))} "
+            "does not exist; refusing to build recommendations without the day's data"
+        )
     digests = {d.isoformat(): _listing_digest(storage, uri) for d, uri in present}
     prev = previous_extract(settings.output_uri, run_date, storage)
     prev_stats = storage.read_json(join(prev, "stats.json")) if prev else None
-    reused = None if full or not settings.extract.incremental else _reusable_days(prev_stats, settings, run_date,
-                                                                                   days[0], digests)
+    reused = (
+        None
+        if full or not settings.extract.incremental
+        else _reusable_days(prev_stats, settings, run_date, days[0], digests)
+    )
     to_read = [(run_date, partitions[-1][1])] if reused is not None else present
-    out_uri = extract_uri_for(settings.output_uri, run_date)
+    out_uri = layout.extract_uri(settings.output_uri, run_date)
     if spark is None:
         from genrec_core.extract.spark import get_spark
 
@@ -151,27 +159,32 @@ def run_extract(settings: Settings, run_date: dt.date, storage: Storage, *,
         for day, day_stats in new_days.items():
             per_day[day] = {**day_stats, "source_digest": digests[day]}
         stats = _window_stats(per_day, window, settings, run_date)
-        stats.update({
-            "mode": "incremental" if reused is not None else "full",
-            "days_read": [d.isoformat() for d, _ in to_read],
-            "window_start": days[0].isoformat(),
-            "days_present": [d.isoformat() for d, _ in present],
-            "days_missing": [d.isoformat() for d, uri in partitions if (d, uri) not in present],
-            "previous_extract": prev,
-        })
+        stats.update(
+            {
+                "mode": "incremental" if reused is not None else "full",
+                "days_read": [d.isoformat() for d, _ in to_read],
+                "window_start": days[0].isoformat(),
+                "days_present": [d.isoformat() for d, _ in present],
+                "days_missing": [d.isoformat() for d, uri in partitions if (d, uri) not in present],
+                "previous_extract": prev,
+            }
+        )
         (out / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     log.info("extract %s (%s): %s", run_date, stats["mode"], {k: v for k, v in stats.items() if k != "per_day"})
     return ExtractResult(out_uri, stats)
 
 
-def _window_stats(per_day: dict[str, dict[str, Any]], window: dict[str, Any], settings: Settings,
-                  run_date: dt.date) -> dict[str, Any]:
+def _window_stats(
+    per_day: dict[str, dict[str, Any]], window: dict[str, Any], settings: Settings, run_date: dt.date
+) -> dict[str, Any]:
     by_reason: dict[str, int] = {}
     for day_stats in per_day.values():
         for reason, n in day_stats["rejected_by_reason"].items():
             by_reason[reason] = by_reason.get(reason, 0) + n
-    total = {key: sum(s[key] for s in per_day.values())
-             for key in ("events_read", "events_rejected", "duplicates_dropped", "events_capped", "user_days_capped")}
+    total = {
+        key: sum(s[key] for s in per_day.values())
+        for key in ("events_read", "events_rejected", "duplicates_dropped", "events_capped", "user_days_capped")
+    }
     users, items, pairs = window["users"], window["items"], window["pairs"]
     return {
         "run_date": run_date.isoformat(),
@@ -187,16 +200,19 @@ def _window_stats(per_day: dict[str, dict[str, Any]], window: dict[str, Any], se
         "density": pairs / (users * items) if users and items else 0.0,
         "new_users": window["new_users"],
         "new_items": window["new_items"],
-        "weighting": {"decay_half_life_days": settings.extract.decay_half_life_days,
-                      "count_weight": settings.extract.count_weight},
+        "weighting": {
+            "decay_half_life_days": settings.extract.decay_half_life_days,
+            "count_weight": settings.extract.count_weight,
+        },
         "kcore": window["kcore"],
         "timings": window["timings"],
         "per_day": dict(sorted(per_day.items())),
     }
 
 
-def _check_rejected_share(per_day: dict[str, dict[str, Any]], settings: Settings, run_date: dt.date,
-                          quarantine: Path) -> None:
+def _check_rejected_share(
+    per_day: dict[str, dict[str, Any]], settings: Settings, run_date: dt.date, quarantine: Path
+) -> None:
     """Fail when day D or the days read in this run reject more than the allowed share."""
     limit = settings.max_rejected_share
     scopes = {f"day {run_date}": [per_day[run_date.isoformat()]], "the days read": list(per_day.values())}
@@ -212,11 +228,18 @@ def _check_rejected_share(per_day: dict[str, dict[str, Any]], settings: Settings
             raise DataError(
                 f"{rejected} of {read} events ({share:.1%}) rejected in {scope}, above the threshold "
                 f"max_rejected_share={limit:.1%}; by reason: {dict(sorted(reasons.items()))}; "
-                f"rows are in {quarantine}")
+                f"rows are in {quarantine}"
+            )
 
 
-def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path | None, out: Path,
-             settings: Settings, run_date: dt.date) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def _extract(
+    spark: SparkSession,
+    parts: list[RawPartition],
+    prev_vocab: Path | None,
+    out: Path,
+    settings: Settings,
+    run_date: dt.date,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Process the raw partitions in `parts`; return (per-day stats of those days, window stats)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -226,8 +249,9 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
     quarantine = out / "quarantine"
     raw = read_events(spark, parts, cfg.format)
     if raw is None:
-        raise DataError(f"no data files in {[p.uri for p in parts]} (format {cfg.format}); "
-                        f"the run date {run_date} needs data")
+        raise DataError(
+            f"no data files in {[p.uri for p in parts]} (format {cfg.format}); the run date {run_date} needs data"
+        )
     checked = raw.withColumn("reason", rejection_reason())
     aggregated = aggregate(checked, settings).persist(StorageLevel.MEMORY_AND_DISK)
     kept = None
@@ -241,51 +265,66 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
             bad_files.add(row["source_file"])
         watch.lap("read_validate_aggregate")
         if bad_files:  # read again only the files that hold rejected rows
-            _to_quarantine(checked.filter(F.col("reason").isNotNull() & F.col("source_file").isin(sorted(bad_files))),
-                           quarantine)
+            _to_quarantine(
+                checked.filter(F.col("reason").isNotNull() & F.col("source_file").isin(sorted(bad_files))), quarantine
+            )
         watch.lap("quarantine")
 
         per_user_day = user_days(daily)
         totals = day_totals(per_user_day, cfg.max_events_per_user_day)
-        per_day = {}
+        per_day: dict[str, dict[str, Any]] = {}
         for part in parts:
             day = part.day.isoformat()
             by_reason = rejected.get(day, {})
             got = totals.get(day, {"accepted": 0, "events": 0, "capped_rows": 0, "capped_user_days": 0})
-            per_day[day] = {"events_read": got["accepted"] + sum(by_reason.values()),
-                            "events_rejected": sum(by_reason.values()),
-                            "rejected_by_reason": dict(sorted(by_reason.items())),
-                            "duplicates_dropped": got["accepted"] - got["events"],
-                            "events_capped": got["capped_rows"], "user_days_capped": got["capped_user_days"]}
+            per_day[day] = {
+                "events_read": got["accepted"] + sum(by_reason.values()),
+                "events_rejected": sum(by_reason.values()),
+                "rejected_by_reason": dict(sorted(by_reason.items())),
+                "duplicates_dropped": got["accepted"] - got["events"],
+                "events_capped": got["capped_rows"],
+                "user_days_capped": got["capped_user_days"],
+            }
         _check_rejected_share(per_day, settings, run_date, quarantine)
         if per_day[run_date.isoformat()]["events_read"] - per_day[run_date.isoformat()]["events_rejected"] == 0:
-            raise DataError(f"no valid events on the run date {run_date} (files: {[p.uri for p in parts][-1]}); "
-                            "refusing to build recommendations without the day's data")
+            raise DataError(
+                f"no valid events on the run date {run_date} (files: {[p.uri for p in parts][-1]}); "
+                "refusing to build recommendations without the day's data"
+            )
         n_capped = sum(d["user_days_capped"] for d in per_day.values())
         if n_capped:
-            keys = over_cap_keys(per_user_day, cfg.max_events_per_user_day, n_capped)  # type: ignore[arg-type]
-            capped_rows = (checked.filter(F.col("reason").isNull()).withColumn("day", F.col("dt").cast("date"))
-                           .join(keys, ["user_id", "day"], "left_semi"))
+            assert cfg.max_events_per_user_day is not None  # users are only capped under a cap
+            keys = over_cap_keys(per_user_day, cfg.max_events_per_user_day, n_capped)
+            capped_rows = (
+                checked.filter(F.col("reason").isNull())
+                .withColumn("day", F.col("dt").cast("date"))
+                .join(keys, ["user_id", "day"], "left_semi")
+            )
             _to_quarantine(capped_rows.withColumn("reason", F.lit(CAPPED_USER_DAY)), quarantine)
             daily = kept = daily.join(keys, ["user_id", "day"], "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
         watch.lap("day_totals_and_bot_guard")
 
         prev_users = prev_vocab / "users" if prev_vocab else None
         prev_items = prev_vocab / "items" if prev_vocab else None
-        new_users, n_users = grow_vocabulary(spark, daily.select(F.col("user_id").alias("id")), prev_users,
-                                             out / "vocab" / "users")
-        new_items, n_items = grow_vocabulary(spark, daily.select(F.col("item_id").alias("id")), prev_items,
-                                             out / "vocab" / "items")
+        new_users, n_users = grow_vocabulary(
+            spark, daily.select(F.col("user_id").alias("id")), prev_users, out / "vocab" / "users"
+        )
+        new_items, n_items = grow_vocabulary(
+            spark, daily.select(F.col("item_id").alias("id")), prev_items, out / "vocab" / "items"
+        )
         if n_users >= 1 << 32 or n_items >= 1 << 32:  # the daily write's sort keys hold an index in 32 bits
-            raise DataError(f"{n_users} users and {n_items} items in the vocabularies: "
-                            "more than the 2**32 of each the extract supports")
+            raise DataError(
+                f"{n_users} users and {n_items} items in the vocabularies: "
+                "more than the 2**32 of each the extract supports"
+            )
         users = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "users")), n_users, cfg.broadcast_vocab_max)
         items = _maybe_broadcast(spark.read.parquet(str(out / "vocab" / "items")), n_items, cfg.broadcast_vocab_max)
         watch.lap("vocabularies")
-        indexed = (daily
-                   .join(users.withColumnRenamed("id", "user_id").withColumnRenamed("idx", "user_idx"), "user_id")
-                   .join(items.withColumnRenamed("id", "item_id").withColumnRenamed("idx", "item_idx"), "item_id")
-                   .select("user_idx", "item_idx", "day", "weight", "events"))
+        indexed = (
+            daily.join(users.withColumnRenamed("id", "user_id").withColumnRenamed("idx", "user_idx"), "user_id")
+            .join(items.withColumnRenamed("id", "item_id").withColumnRenamed("idx", "item_idx"), "item_id")
+            .select("user_idx", "item_idx", "day", "weight", "events")
+        )
         _write_daily(spark, indexed, out / "daily", [p.day for p in parts], n_users, n_items)
     finally:
         aggregated.unpersist()
@@ -296,10 +335,18 @@ def _extract(spark: "SparkSession", parts: list[RawPartition], prev_vocab: Path 
     rows = parquet_rows(out / "daily")
     counts = window_counts(spark, out / "daily", rows, n_users, n_items)
     if counts["daily_rows"] != rows:
-        raise RuntimeError(f"window stats counted {counts['daily_rows']} of the {rows} daily rows: "
-                           f"a user index outside the vocabulary of {n_users}")
-    window = {**counts, "new_users": new_users, "new_items": new_items,
-              "vocabulary_users": n_users, "vocabulary_items": n_items, "kcore": None}
+        raise RuntimeError(
+            f"window stats counted {counts['daily_rows']} of the {rows} daily rows: "
+            f"a user index outside the vocabulary of {n_users}"
+        )
+    window: dict[str, Any] = {
+        **counts,
+        "new_users": new_users,
+        "new_items": new_items,
+        "vocabulary_users": n_users,
+        "vocabulary_items": n_items,
+        "kcore": None,
+    }
     watch.lap("window_stats")
     if cfg.kcore:
         window["kcore"] = kcore(spark, spark.read.parquet(str(out / "daily")), cfg.kcore, out / "kcore")
@@ -321,19 +368,30 @@ class _Stopwatch:
         self.last = now
 
 
-def _to_quarantine(rows: "DataFrame", quarantine: Path) -> None:
+def _to_quarantine(rows: DataFrame, quarantine: Path) -> None:
     """Append rejected rows (raw text where there was text, the typed value otherwise) under day=... partitions."""
     from pyspark.sql import functions as F
 
-    (rows.select("user_id", "item_id", "event_type",
-                 F.coalesce("event_ts_raw", F.col("event_ts").cast("string")).alias("event_ts_raw"),
-                 F.coalesce("value_raw", F.col("value").cast("string")).alias("value_raw"),
-                 "source_file", "reason", F.col("dt").alias("day"))
-     .write.mode("append").partitionBy("day").parquet(str(quarantine)))
+    (
+        rows.select(
+            "user_id",
+            "item_id",
+            "event_type",
+            F.coalesce("event_ts_raw", F.col("event_ts").cast("string")).alias("event_ts_raw"),
+            F.coalesce("value_raw", F.col("value").cast("string")).alias("value_raw"),
+            "source_file",
+            "reason",
+            F.col("dt").alias("day"),
+        )
+        .write.mode("append")
+        .partitionBy("day")
+        .parquet(str(quarantine))
+    )
 
 
-def _write_daily(spark: "SparkSession", indexed: "DataFrame", dest: Path, days: list[dt.date],
-                 n_users: int, n_items: int) -> None:
+def _write_daily(
+    spark: SparkSession, indexed: DataFrame, dest: Path, days: list[dt.date], n_users: int, n_items: int
+) -> None:
     """Append the indexed aggregates as one file per day, sorted by (user, item) with small row groups:
     the scorer reads user ranges and prunes by row-group statistics.
 
@@ -344,14 +402,22 @@ def _write_daily(spark: "SparkSession", indexed: "DataFrame", dest: Path, days: 
     before = spark.conf.get(conf)
     spark.conf.set(conf, str(len(days) + 1))
     try:
-        (indexed.repartition("day").sortWithinPartitions(*daily_sort_key(min(days), max(days), n_users, n_items))
-         .write.mode("append").option("parquet.block.size", 8 * 1024 * 1024)
-         .partitionBy("day").parquet(str(dest)))
+        (
+            indexed.repartition("day")
+            .sortWithinPartitions(*daily_sort_key(min(days), max(days), n_users, n_items))
+            .write.mode("append")
+            .option("parquet.block.size", 8 * 1024 * 1024)
+            .partitionBy("day")
+            .parquet(str(dest))
+        )
     finally:
-        spark.conf.set(conf, before)
+        if before is not None:
+            spark.conf.set(conf, before)
+        else:
+            spark.conf.unset(conf)
 
 
-def daily_sort_key(first: dt.date, last: dt.date, n_users: int, n_items: int) -> list["Column"]:
+def daily_sort_key(first: dt.date, last: dt.date, n_users: int, n_items: int) -> list[Column]:
     """Sort columns for (day, user_idx, item_idx) with indices below n_users and n_items.
 
     One long packing all three when their bits fit in 63: Spark radix-sorts a single integral
@@ -363,8 +429,11 @@ def daily_sort_key(first: dt.date, last: dt.date, n_users: int, n_items: int) ->
     day_bits = max(1, _unix_day(last) - _unix_day(first)).bit_length()
     user_bits, item_bits = max(1, n_users - 1).bit_length(), max(1, n_items - 1).bit_length()
     if day_bits + user_bits + item_bits <= 63:
-        return [F.shiftleft(day, user_bits + item_bits) + F.shiftleft(F.col("user_idx").cast("long"), item_bits)
-                + F.col("item_idx")]
+        return [
+            F.shiftleft(day, user_bits + item_bits)
+            + F.shiftleft(F.col("user_idx").cast("long"), item_bits)
+            + F.col("item_idx")
+        ]
     return [F.shiftleft(day, 32) + F.col("user_idx"), F.col("item_idx")]  # both indices < 2**32
 
 
@@ -372,7 +441,7 @@ def _unix_day(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days
 
 
-def _maybe_broadcast(df: "DataFrame", rows: int, limit: int) -> "DataFrame":
+def _maybe_broadcast(df: DataFrame, rows: int, limit: int) -> DataFrame:
     from pyspark.sql import functions as F
 
     return F.broadcast(df) if rows <= limit else df

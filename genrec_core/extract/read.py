@@ -54,7 +54,7 @@ def source_digest(files: list[tuple[str, int]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_events(spark: "SparkSession", parts: list[RawPartition], fmt: str) -> "DataFrame | None":
+def read_events(spark: SparkSession, parts: list[RawPartition], fmt: str) -> DataFrame | None:
     """All rows of the given partitions, normalised; None when they hold no data files.
 
     Files with the same column layout are read in one scan across days; `dt` comes from
@@ -67,8 +67,10 @@ def read_events(spark: "SparkSession", parts: list[RawPartition], fmt: str) -> "
     for part in parts:
         for file in data_files(part.path):
             groups[_signature(file, fmt, part)].append(file)
-    frames = [reader(spark, files, signature, parts[0].path.parent)
-              for signature, files in sorted(groups.items(), key=lambda kv: str(kv[1][0]))]
+    frames = [
+        reader(spark, files, signature, parts[0].path.parent)
+        for signature, files in sorted(groups.items(), key=lambda kv: str(kv[1][0]))
+    ]
     if not frames:
         return None
     out = frames[0]
@@ -102,17 +104,20 @@ def _signature(file: Path, fmt: str, part: RawPartition) -> tuple:
 
 def _csv_header(file: Path) -> list[str]:
     opener = gzip.open if file.suffix == ".gz" else open
-    with opener(file, "rt", newline="", encoding="utf-8") as handle:  # type: ignore[operator]
+    with opener(file, "rt", newline="", encoding="utf-8") as handle:
         first = handle.readline()
     return next(csv.reader(io.StringIO(first)), [])
 
 
-def _read_parquet_group(spark: "SparkSession", files: list[Path], signature: tuple, base: Path) -> "DataFrame":
+def _read_parquet_group(spark: SparkSession, files: list[Path], signature: tuple, base: Path) -> DataFrame:
     from pyspark.sql import functions as F
 
     types = dict(signature)
-    df = spark.read.option("basePath", str(base)).parquet(*[str(f) for f in files]) \
+    df = (
+        spark.read.option("basePath", str(base))
+        .parquet(*[str(f) for f in files])
         .withColumn("source_file", F.col("_metadata.file_path"))
+    )
     drift = [c for c in LOG_COLUMNS if c in types and not _usable(c, types[c])]
     cols = {}
     for c in LOG_COLUMNS:
@@ -126,38 +131,49 @@ def _read_parquet_group(spark: "SparkSession", files: list[Path], signature: tup
     return df.select(*parsed, F.lit(False).alias("malformed"), F.lit(bool(drift)).alias("drift"), "source_file", "dt")
 
 
-def _read_csv_group(spark: "SparkSession", files: list[Path], signature: tuple, base: Path) -> "DataFrame":
-    from pyspark.sql import functions as F
+def _read_csv_group(spark: SparkSession, files: list[Path], signature: tuple, base: Path) -> DataFrame:
     from pyspark.sql.types import StringType, StructField, StructType
 
     names = [c for c, _ in signature]
     # The schema follows this group's header order, so Spark's positional mapping is right.
     schema = StructType([StructField(n, StringType()) for n in names] + [StructField(_CORRUPT, StringType())])
-    df = (spark.read.schema(schema).option("header", True).option("mode", "PERMISSIVE").option("basePath", str(base))
-          .option("columnNameOfCorruptRecord", _CORRUPT).csv([str(f) for f in files]))
+    df = (
+        spark.read.schema(schema)
+        .option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("basePath", str(base))
+        .option("columnNameOfCorruptRecord", _CORRUPT)
+        .csv([str(f) for f in files])
+    )
     return _text_frame(df, set(names))
 
 
-def _read_json_group(spark: "SparkSession", files: list[Path], signature: tuple, base: Path) -> "DataFrame":
+def _read_json_group(spark: SparkSession, files: list[Path], signature: tuple, base: Path) -> DataFrame:
     from pyspark.sql.types import StringType, StructField, StructType
 
     schema = StructType([StructField(n, StringType()) for n in LOG_COLUMNS] + [StructField(_CORRUPT, StringType())])
-    df = (spark.read.schema(schema).option("mode", "PERMISSIVE").option("basePath", str(base))
-          .option("columnNameOfCorruptRecord", _CORRUPT).json([str(f) for f in files]))
+    df = (
+        spark.read.schema(schema)
+        .option("mode", "PERMISSIVE")
+        .option("basePath", str(base))
+        .option("columnNameOfCorruptRecord", _CORRUPT)
+        .json([str(f) for f in files])
+    )
     return _text_frame(df, set(LOG_COLUMNS))
 
 
-def _text_frame(df: "DataFrame", present: set[str]) -> "DataFrame":
+def _text_frame(df: DataFrame, present: set[str]) -> DataFrame:
     from pyspark.sql import functions as F
 
     df = df.withColumn("source_file", F.col("_metadata.file_path"))
     cols = {c: F.col(c) if c in present else F.lit(None).cast("string") for c in LOG_COLUMNS}
-    parsed = _parse(cols, typed={c: "string" for c in LOG_COLUMNS}, drift=False)
-    return df.select(*parsed, F.col(_CORRUPT).isNotNull().alias("malformed"), F.lit(False).alias("drift"),
-                     "source_file", "dt")
+    parsed = _parse(cols, typed=dict.fromkeys(LOG_COLUMNS, "string"), drift=False)
+    return df.select(
+        *parsed, F.col(_CORRUPT).isNotNull().alias("malformed"), F.lit(False).alias("drift"), "source_file", "dt"
+    )
 
 
-def _parse(cols: dict[str, "Column"], typed: dict[str, str], drift: bool) -> list["Column"]:
+def _parse(cols: dict[str, Column], typed: dict[str, str], drift: bool) -> list[Column]:
     """Parsed columns plus the raw text of the two that are parsed from text (kept for quarantine).
 
     A typed Parquet column has no raw text (null): quarantine prints its parsed value instead,
@@ -167,17 +183,25 @@ def _parse(cols: dict[str, "Column"], typed: dict[str, str], drift: bool) -> lis
 
     if drift:  # a drifted file is quarantined whole; keep every value as text
         return [cols[c].cast("string").alias(c) for c in ("user_id", "item_id", "event_type")] + [
-            F.lit(None).cast("timestamp").alias("event_ts"), F.lit(None).cast("double").alias("value"),
-            cols["event_ts"].cast("string").alias("event_ts_raw"), cols["value"].cast("string").alias("value_raw")]
+            F.lit(None).cast("timestamp").alias("event_ts"),
+            F.lit(None).cast("double").alias("value"),
+            cols["event_ts"].cast("string").alias("event_ts_raw"),
+            cols["value"].cast("string").alias("value_raw"),
+        ]
     ts_type, value_type = typed["event_ts"], typed["value"]
-    event_ts = cols["event_ts"].cast("timestamp") if ts_type.startswith(("timestamp", "date")) \
+    event_ts = (
+        cols["event_ts"].cast("timestamp")
+        if ts_type.startswith(("timestamp", "date"))
         else cols["event_ts"].try_cast("timestamp")
+    )
     value = cols["value"].cast("double") if value_type != "string" else cols["value"].try_cast("double")
     text = F.lit(None).cast("string")
     return [cols[c].cast("string").alias(c) for c in ("user_id", "item_id", "event_type")] + [
-        event_ts.alias("event_ts"), value.alias("value"),
+        event_ts.alias("event_ts"),
+        value.alias("value"),
         (cols["event_ts"] if ts_type == "string" else text).alias("event_ts_raw"),
-        (cols["value"] if value_type == "string" else text).alias("value_raw")]
+        (cols["value"] if value_type == "string" else text).alias("value_raw"),
+    ]
 
 
 def _is_nested(arrow_type: str) -> bool:
@@ -194,5 +218,6 @@ def _usable(column: str, arrow_type: str) -> bool:
         return is_text
     if column == "event_ts":
         return is_text or arrow_type.startswith(("timestamp", "date"))
-    return is_text or is_int or arrow_type in ("float", "double", "halffloat", "null") or arrow_type.startswith(
-        "decimal")
+    return (
+        is_text or is_int or arrow_type in ("float", "double", "halffloat", "null") or arrow_type.startswith("decimal")
+    )

@@ -27,7 +27,7 @@ _BROADCAST_KEYS_MAX = 1_000_000
 _KCORE_MAX_ITERATIONS = 50
 
 
-def rejection_reason() -> "Column":
+def rejection_reason() -> Column:
     """The first rule a normalised raw row breaks, or null for a valid row."""
     from pyspark.sql import functions as F
 
@@ -53,15 +53,16 @@ def rejection_reason() -> "Column":
 _REJECT_MARK = "\x00"  # prefixes a reject-count row's user_id; a valid id never holds a control character
 
 
-def event_code() -> "Column":
+def event_code() -> Column:
     """The event type as a small integer (its position in EVENT_TYPES): cheaper to hash and shuffle than text."""
     from pyspark.sql import functions as F
 
     return F.create_map(*[F.lit(x) for code, name in enumerate(EVENT_TYPES) for x in (name, code)])[
-        F.col("event_type")].cast("byte")
+        F.col("event_type")
+    ].cast("byte")
 
 
-def event_weight(settings: Settings) -> "Column":
+def event_weight(settings: Settings) -> Column:
     """An event's implicit-feedback strength from its `event` code: its type's weight; a rating counts
     only at or above the threshold. 0 for a row without an event (a reject count)."""
     from pyspark.sql import functions as F
@@ -71,14 +72,15 @@ def event_weight(settings: Settings) -> "Column":
     weight_of = F.create_map(*pairs)[F.col("event")]
     rating_weight = float(settings.event_weights.get("rating", 0.0))
     return F.coalesce(
-        F.when(F.col("event") == codes["rating"],
-               F.when(F.col("value") >= settings.rating_threshold, F.lit(rating_weight)).otherwise(F.lit(0.0)))
-        .otherwise(weight_of),
+        F.when(
+            F.col("event") == codes["rating"],
+            F.when(F.col("value") >= settings.rating_threshold, F.lit(rating_weight)).otherwise(F.lit(0.0)),
+        ).otherwise(weight_of),
         F.lit(0.0),
     )
 
 
-def aggregate(checked: "DataFrame", settings: Settings) -> "DataFrame":
+def aggregate(checked: DataFrame, settings: Settings) -> DataFrame:
     """Checked rows -> one row per (user_id, item_id, day): max weight, distinct events, accepted raw rows.
 
     Exact duplicate rows count once. Every accepted pair is kept (weight 0 = seen but not a
@@ -101,46 +103,61 @@ def aggregate(checked: "DataFrame", settings: Settings) -> "DataFrame":
     )
     # One shuffle: partitions hashed on user_id also cluster the dedupe key, the pair key and the
     # bot guard's user-day key, so none of the aggregations after it shuffles again.
-    distinct = rows.repartition("user_id").groupBy("user_id", "item_id", "day", "event", "ts", "value") \
+    distinct = (
+        rows.repartition("user_id")
+        .groupBy("user_id", "item_id", "day", "event", "ts", "value")
         .agg(F.count(F.lit(1)).alias("copies"))
-    return (distinct.withColumn("weight", event_weight(settings))
-            .groupBy("user_id", "item_id", "day")
-            .agg(F.max("weight").alias("weight"), F.count(F.lit(1)).alias("events"),
-                 F.sum("copies").alias("accepted")))
+    )
+    return (
+        distinct.withColumn("weight", event_weight(settings))
+        .groupBy("user_id", "item_id", "day")
+        .agg(F.max("weight").alias("weight"), F.count(F.lit(1)).alias("events"), F.sum("copies").alias("accepted"))
+    )
 
 
-def split_rejects(aggregated: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
+def split_rejects(aggregated: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(pairs, reject counts) of `aggregate`'s output; the counts have (day, reason, source_file, rows)."""
     from pyspark.sql import functions as F
 
     is_count = F.col("user_id").startswith(_REJECT_MARK)
     counts = aggregated.filter(is_count).select(
-        F.col("day"), F.col("item_id").alias("reason"), F.substring("user_id", 2, 1 << 30).alias("source_file"),
-        F.col("accepted").alias("rows"))
+        F.col("day"),
+        F.col("item_id").alias("reason"),
+        F.substring("user_id", 2, 1 << 30).alias("source_file"),
+        F.col("accepted").alias("rows"),
+    )
     return aggregated.filter(~is_count), counts
 
 
-def user_days(daily: "DataFrame") -> "DataFrame":
+def user_days(daily: DataFrame) -> DataFrame:
     """Per (user_id, day): accepted raw rows and distinct events; the bot guard and per-day counts read it."""
     from pyspark.sql import functions as F
 
     return daily.groupBy("user_id", "day").agg(F.sum("accepted").alias("accepted"), F.sum("events").alias("events"))
 
 
-def day_totals(per_user_day: "DataFrame", cap: int | None) -> dict[str, dict[str, int]]:
+def day_totals(per_user_day: DataFrame, cap: int | None) -> dict[str, dict[str, int]]:
     """Per day: accepted raw rows, distinct events, and the rows and user-days over the bot guard's cap."""
     from pyspark.sql import functions as F
 
     over = (F.col("accepted") > cap) if cap is not None else F.lit(False)
-    rows = per_user_day.groupBy("day").agg(
-        F.sum("accepted").alias("accepted"), F.sum("events").alias("events"),
-        F.sum(F.when(over, F.col("accepted")).otherwise(0)).alias("capped_rows"),
-        F.count_if(over).alias("capped_user_days")).collect()
-    return {row["day"].isoformat(): {k: int(row[k]) for k in ("accepted", "events", "capped_rows", "capped_user_days")}
-            for row in rows}
+    rows = (
+        per_user_day.groupBy("day")
+        .agg(
+            F.sum("accepted").alias("accepted"),
+            F.sum("events").alias("events"),
+            F.sum(F.when(over, F.col("accepted")).otherwise(0)).alias("capped_rows"),
+            F.count_if(over).alias("capped_user_days"),
+        )
+        .collect()
+    )
+    return {
+        row["day"].isoformat(): {k: int(row[k]) for k in ("accepted", "events", "capped_rows", "capped_user_days")}
+        for row in rows
+    }
 
 
-def over_cap_keys(per_user_day: "DataFrame", cap: int, n_keys: int) -> "DataFrame":
+def over_cap_keys(per_user_day: DataFrame, cap: int, n_keys: int) -> DataFrame:
     """Bot guard: the (user_id, day) keys with more than `cap` accepted rows (broadcast when few); such a
     user-day is dropped whole."""
     from pyspark.sql import functions as F
@@ -149,7 +166,7 @@ def over_cap_keys(per_user_day: "DataFrame", cap: int, n_keys: int) -> "DataFram
     return F.broadcast(keys) if n_keys <= _BROADCAST_KEYS_MAX else keys
 
 
-def grow_vocabulary(spark: "SparkSession", ids: "DataFrame", previous: Path | None, dest: Path) -> tuple[int, int]:
+def grow_vocabulary(spark: SparkSession, ids: DataFrame, previous: Path | None, dest: Path) -> tuple[int, int]:
     """Write the previous vocabulary plus ids not seen before (indexed in id order after it) to `dest`.
 
     Returns (new ids, vocabulary size).
@@ -178,14 +195,15 @@ def parquet_rows(path: Path) -> int:
     return pads.dataset(str(path), format="parquet", partitioning="hive").count_rows()
 
 
-def kcore(spark: "SparkSession", window_daily: "DataFrame", k: int, dest: Path) -> dict[str, Any]:
+def kcore(spark: SparkSession, window_daily: DataFrame, k: int, dest: Path) -> dict[str, Any]:
     """Iteratively keep users and items with at least k positive pairs in the window; write the kept indices."""
     from pyspark.sql import functions as F
 
     pairs = window_daily.filter(F.col("weight") > 0).select("user_idx", "item_idx").distinct().localCheckpoint()
     size = pairs.count()
     iterations = 0
-    for iterations in range(1, _KCORE_MAX_ITERATIONS + 1):
+    while iterations < _KCORE_MAX_ITERATIONS:
+        iterations += 1
         users_ok = pairs.groupBy("user_idx").count().filter(F.col("count") >= k).select("user_idx")
         items_ok = pairs.groupBy("item_idx").count().filter(F.col("count") >= k).select("item_idx")
         kept = pairs.join(users_ok, "user_idx", "left_semi").join(items_ok, "item_idx", "left_semi").localCheckpoint()

@@ -13,12 +13,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import scipy.sparse as sp
 
 from genrec_core.data.interactions import Interactions
-from genrec_core.errors import DataError
+from genrec_core.models.spec import ModelConfig, ModelSpec
 from genrec_core.storage import Storage, join
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class FitOptions:
     device: str = "cpu"
     threads: int = 0
     validation: Validation | None = None
-    warm_start: "Recommender | None" = None  # fine-tune from this fitted model (same kind, fewer or equal items)
+    warm_start: Recommender | None = None  # fine-tune from this fitted model (same kind, fewer or equal items)
     checkpoint_dir: str | None = None  # local directory: save after every epoch, resume from what is there
 
 
@@ -58,14 +58,21 @@ class Recommender(ABC):
     """Base class: a fixed public `fit` that checks and times, around a per-model `_fit`."""
 
     name: ClassVar[str]
+    spec: ClassVar[ModelSpec]  # what the model tells the rest of the system (genrec_core/models/spec.py)
 
-    def __init__(self) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.name = cls.spec.name
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        """`config`: the model's typed settings section (None for a model without settings)."""
         self.n_items: int | None = None
         self.device = "cpu"
         self.fit_seconds: float | None = None
         self.training_log: list[dict[str, float]] = []  # per epoch, for iterative models
 
-    def fit(self, train: Interactions, options: FitOptions | None = None) -> "Recommender":
+    def fit(self, train: Interactions, options: FitOptions | None = None) -> Self:
         options = options or FitOptions()
         if train.matrix.nnz == 0:
             raise ValueError(f"{self.name}: cannot fit on an empty interaction matrix")
@@ -78,22 +85,28 @@ class Recommender(ABC):
         start = time.perf_counter()
         self._fit(train, options)
         self.fit_seconds = time.perf_counter() - start
-        log.info("%s fitted on %d users x %d items (%d nnz) in %.1fs", self.name, train.n_users,
-                 train.n_items, train.matrix.nnz, self.fit_seconds)
+        log.info(
+            "%s fitted on %d users x %d items (%d nnz) in %.1fs",
+            self.name,
+            train.n_users,
+            train.n_items,
+            train.matrix.nnz,
+            self.fit_seconds,
+        )
         return self
 
     @abstractmethod
     def _fit(self, train: Interactions, options: FitOptions) -> None: ...
 
     @abstractmethod
-    def score(self, history: sp.csr_matrix) -> "torch.Tensor":
+    def score(self, history: sp.csr_matrix) -> torch.Tensor:
         """Scores [rows, n_items] (float32, on the model's device) for a chunk of users' history rows."""
 
     def prepare(self, history: sp.csr_matrix) -> Any:
         """CPU-side work for a chunk (runs one chunk ahead on a helper thread); default: none."""
         return history
 
-    def score_prepared(self, prepared: Any) -> "torch.Tensor":
+    def score_prepared(self, prepared: Any) -> torch.Tensor:
         """`score` of what `prepare` returned."""
         return self.score(prepared)
 
@@ -102,10 +115,10 @@ class Recommender(ABC):
         """The model's typed config as plain JSON values."""
 
     @abstractmethod
-    def state(self) -> dict[str, "torch.Tensor"]: ...
+    def state(self) -> dict[str, torch.Tensor]: ...
 
     @abstractmethod
-    def load_state(self, config: dict[str, Any], n_items: int, state: dict[str, "torch.Tensor"]) -> None: ...
+    def load_state(self, config: dict[str, Any], n_items: int, state: dict[str, torch.Tensor]) -> None: ...
 
     def _check_history(self, history: sp.csr_matrix) -> None:
         if self.n_items is None:
@@ -119,31 +132,12 @@ class Recommender(ABC):
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu().contiguous() for k, v in self.state().items()}, buffer)
         storage.write_bytes(join(uri, WEIGHTS_FILE), buffer.getvalue())
-        storage.write_json(join(uri, CONFIG_FILE), {
-            "model": self.name, "n_items": self.n_items, "config": self.config_dict(), "fit_seconds": self.fit_seconds,
-        })
-
-    @classmethod
-    def load(cls, uri: str, storage: Storage, device: str = "cpu") -> "Recommender":
-        """Load any registered model from its artifact directory."""
-        import torch
-
-        from genrec_core.models.registry import model_class
-
-        try:
-            meta = storage.read_json(join(uri, CONFIG_FILE))
-            model = model_class(meta["model"])()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"model artifact {uri}: {CONFIG_FILE} is not a genrec model config ({exc!r})") from None
-        try:
-            # weights_only: plain tensors only; a pickled object (code) in the file is refused, never run
-            state = torch.load(io.BytesIO(storage.read_bytes(join(uri, WEIGHTS_FILE))), map_location=device,
-                               weights_only=True)
-            model.device = device
-            model.load_state(meta["config"], int(meta["n_items"]), state)
-        except OSError:  # storage trouble is not a damaged artifact: let it through as it is
-            raise
-        except Exception as exc:  # truncated, corrupt, foreign or malicious weights
-            raise DataError(f"model artifact {uri}: {WEIGHTS_FILE} cannot be loaded as {meta['model']} weights "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
-        return model
+        storage.write_json(
+            join(uri, CONFIG_FILE),
+            {
+                "model": self.name,
+                "n_items": self.n_items,
+                "config": self.config_dict(),
+                "fit_seconds": self.fit_seconds,
+            },
+        )

@@ -94,12 +94,11 @@ class SparseInputNet(nn.Module):
 class NeuralRecommender(Recommender):
     """Base of the PyTorch models; the config must have epochs, finetune_epochs and batch_size."""
 
-    config_class: ClassVar[type]
     normalized_input: ClassVar[bool] = True  # L2-normalised binary rows (VAEs) or plain binary rows (CFGAN)
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()
-        self.config = config or self.config_class()
+        self.config: Any = config or self.spec.default_config()
         self.net: SparseInputNet | None = None
         self.best_epoch = 0
         self.warm_started = False
@@ -116,8 +115,9 @@ class NeuralRecommender(Recommender):
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
 
     @abstractmethod
-    def _train_epoch(self, x_all: sp.csr_matrix, order: np.ndarray,
-                     optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    def _train_epoch(
+        self, x_all: sp.csr_matrix, order: np.ndarray, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, float]:
         """One epoch of updates over the users in `order`; returns mean losses for the log."""
 
     # ---- shared machinery ---------------------------------------------------------------
@@ -131,10 +131,15 @@ class NeuralRecommender(Recommender):
         """Dense [batch, items] blocks of the users in `order`, built on the model's device."""
         size = self.config.batch_size
         for start in range(0, len(order), size):
-            yield csr_rows_to_dense(x_all[np.sort(order[start:start + size])], self.device)
+            yield csr_rows_to_dense(x_all[np.sort(order[start : start + size])], self.device)
 
-    def optimise(self, x_all: sp.csr_matrix, order: np.ndarray, optimizer: torch.optim.Optimizer,
-                 loss_of: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    def optimise(
+        self,
+        x_all: sp.csr_matrix,
+        order: np.ndarray,
+        optimizer: torch.optim.Optimizer,
+        loss_of: Callable[[torch.Tensor], torch.Tensor],
+    ) -> float:
         """One pass of updates over the users in `order` with `loss_of(batch)`; returns the mean loss.
         Gradients of every parameter are cleared, so only `optimizer`'s parameters ever move."""
         assert self.net is not None
@@ -216,14 +221,20 @@ class NeuralRecommender(Recommender):
             self._fit_expert(train, options)
 
     def _fit_expert(self, train: Interactions, options: FitOptions) -> None:
-        from genrec_core.config import EASEConfig
-        from genrec_core.models.ease import EASE
+        from genrec_core.models.ease import EASEConfig
+        from genrec_core.models.ease.model import EASE
 
         validation = options.validation
-        l2_grid = [self.config.expert_l2] if self.config.expert_l2 else (
-            EXPERT_L2_GRID if validation is not None else [DEFAULT_EXPERT_L2])
-        weight_grid = [self.config.expert_weight] if self.config.expert_weight is not None else (
-            EXPERT_WEIGHT_GRID if validation is not None else [DEFAULT_EXPERT_WEIGHT])
+        l2_grid = (
+            [self.config.expert_l2]
+            if self.config.expert_l2
+            else (EXPERT_L2_GRID if validation is not None else [DEFAULT_EXPERT_L2])
+        )
+        weight_grid = (
+            [self.config.expert_weight]
+            if self.config.expert_weight is not None
+            else (EXPERT_WEIGHT_GRID if validation is not None else [DEFAULT_EXPERT_WEIGHT])
+        )
         best: tuple[float, float] | None = None
         expert_options = FitOptions(seed=options.seed, device=self.device, threads=options.threads)
         for l2 in l2_grid:
@@ -251,21 +262,41 @@ class NeuralRecommender(Recommender):
         digest = hashlib.sha256()
         for part in (x.indptr, x.indices):
             digest.update(np.ascontiguousarray(part).tobytes())
-        digest.update(json.dumps([self.name, self.config_dict(), options.seed, self.warm_started,
-                                  options.validation is not None], sort_keys=True).encode())
+        digest.update(
+            json.dumps(
+                [self.name, self.config_dict(), options.seed, self.warm_started, options.validation is not None],
+                sort_keys=True,
+            ).encode()
+        )
         return digest.hexdigest()
 
-    def _save_checkpoint(self, path: Path, fingerprint: str, epoch: int,
-                         optimizers: dict[str, torch.optim.Optimizer], best_score: float,
-                         best_state: dict[str, torch.Tensor] | None) -> None:
+    def _save_checkpoint(
+        self,
+        path: Path,
+        fingerprint: str,
+        epoch: int,
+        optimizers: dict[str, torch.optim.Optimizer],
+        best_score: float,
+        best_state: dict[str, torch.Tensor] | None,
+    ) -> None:
         """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
         assert self.net is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        torch.save({"fingerprint": fingerprint, "epoch": epoch, "step": self._step,
-                    "net": self.net.state_dict(), "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-                    "best_score": best_score, "best_epoch": self.best_epoch, "best_state": best_state or {},
-                    "log": self.training_log}, buffer)
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "step": self._step,
+                "net": self.net.state_dict(),
+                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                "best_score": best_score,
+                "best_epoch": self.best_epoch,
+                "best_state": best_state or {},
+                "log": self.training_log,
+            },
+            buffer,
+        )
         tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as handle:
@@ -275,23 +306,25 @@ class NeuralRecommender(Recommender):
             os.replace(tmp, path)
         except OSError as exc:  # e.g. the checkpoint disk is full: stop loudly; the last good checkpoint stays
             tmp.unlink(missing_ok=True)
-            raise OSError(exc.errno, f"cannot write the training checkpoint {path} after epoch {epoch} "
-                                     f"({exc.strerror}); free space or point checkpoint_dir elsewhere") from exc
+            raise OSError(
+                exc.errno,
+                f"cannot write the training checkpoint {path} after epoch {epoch} "
+                f"({exc.strerror}); free space or point checkpoint_dir elsewhere",
+            ) from exc
 
     def _warm_start(self, previous: Recommender) -> None:
         if type(previous) is not type(self):
             raise ValueError(f"{self.name}: cannot warm-start from a {previous.name} model")
         assert self.net is not None and isinstance(previous, NeuralRecommender) and previous.net is not None
-        grown = grow_state({k: v.to(self.device) for k, v in previous.net.state_dict().items()},
-                           self.net.state_dict())
+        grown = grow_state({k: v.to(self.device) for k, v in previous.net.state_dict().items()}, self.net.state_dict())
         self.net.load_state_dict(grown)
         log.info("%s warm-started from %d to %d items", self.name, previous.n_items, self.n_items)
 
     def refit_expert(self, train: Interactions, options: FitOptions | None = None) -> None:
         """Refit the linear expert, with the L2 and weight already chosen, on `train` (e.g. the full
         training set once validation has done its job); the network is left as it is."""
-        from genrec_core.config import EASEConfig
-        from genrec_core.models.ease import EASE
+        from genrec_core.models.ease import EASEConfig
+        from genrec_core.models.ease.model import EASE
 
         if self.expert is None:
             raise RuntimeError(f"{self.name}: no linear expert to refit")
@@ -301,7 +334,7 @@ class NeuralRecommender(Recommender):
         self.expert = EASE(EASEConfig(l2=self.expert_l2 or DEFAULT_EXPERT_L2)).fit(train, options).weights
 
     def _validation_ndcg(self, validation: Validation, model: Recommender | None = None) -> float:
-        from genrec_core.evaluate import evaluate
+        from genrec_core.ranking.metrics import evaluate
 
         assert self.net is not None
         self.net.eval()
@@ -340,12 +373,17 @@ class NeuralRecommender(Recommender):
         assert self.net is not None
         state = dict(self.net.state_dict())
         if self.expert is not None:
-            state.update({_EXPERT_KEYS[0]: self.expert, _EXPERT_KEYS[1]: torch.tensor(self.expert_weight),
-                          _EXPERT_KEYS[2]: torch.tensor(self.expert_l2 or DEFAULT_EXPERT_L2)})
+            state.update(
+                {
+                    _EXPERT_KEYS[0]: self.expert,
+                    _EXPERT_KEYS[1]: torch.tensor(self.expert_weight),
+                    _EXPERT_KEYS[2]: torch.tensor(self.expert_l2 or DEFAULT_EXPERT_L2),
+                }
+            )
         return state
 
     def load_state(self, config: dict[str, Any], n_items: int, state: dict[str, torch.Tensor]) -> None:
-        self.config = self.config_class(**config)
+        self.config = self.spec.parse_config(config)
         self.n_items = n_items
         state = dict(state)
         expert = state.pop(_EXPERT_KEYS[0], None)

@@ -1,31 +1,95 @@
-"""Model names -> classes, so artifacts and settings can name a model."""
+"""The registered models: one line per model package, each exporting its `SPEC`.
+
+Adding a model = its package (``__init__`` with the config and spec, ``model`` with the
+implementation) + one line here + a test class inheriting the shared contract tests.
+This module imports only the light package ``__init__`` files (no torch).
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
+from genrec_core.models.spec import ModelConfig, ModelSpec
+
 if TYPE_CHECKING:
-    from genrec_core.config import Settings
     from genrec_core.models.base import Recommender
+    from genrec_core.storage import Storage
+
+MODEL_PACKAGES: list[str] = [
+    "genrec_core.models.mult_vae",
+    "genrec_core.models.rec_vae",
+    "genrec_core.models.cfgan",
+    "genrec_core.models.ease",
+    "genrec_core.models.item_knn",
+    "genrec_core.models.popularity",
+]
 
 
-def model_class(name: str) -> type["Recommender"]:
-    from genrec_core.models.cfgan import CFGAN
-    from genrec_core.models.ease import EASE
-    from genrec_core.models.item_knn import ItemKNN
-    from genrec_core.models.mult_vae import MultVAE
-    from genrec_core.models.popularity import Popularity
-    from genrec_core.models.rec_vae import RecVAE
-
-    classes: dict[str, type[Recommender]] = {
-        MultVAE.name: MultVAE, RecVAE.name: RecVAE, CFGAN.name: CFGAN, EASE.name: EASE, ItemKNN.name: ItemKNN, Popularity.name: Popularity}
-    if name not in classes:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(classes)}")
-    return classes[name]
+def model_specs() -> tuple[ModelSpec, ...]:
+    """Every registered model's spec, in registry order."""
+    specs = []
+    for package in MODEL_PACKAGES:
+        spec = getattr(importlib.import_module(package), "SPEC", None)
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"model package {package} has no SPEC (a genrec_core.models.spec.ModelSpec)")
+        specs.append(spec)
+    return tuple(specs)
 
 
-def build_model(name: str, settings: "Settings") -> "Recommender":
-    """A fresh, unfitted model configured from the settings' section for it."""
-    section = getattr(settings, name, None)
-    cls = model_class(name)
-    return cls(section) if section is not None else cls()
+def model_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in model_specs())
+
+
+def model_spec(name: str) -> ModelSpec:
+    for spec in model_specs():
+        if spec.name == name:
+            return spec
+    raise ValueError(f"unknown model {name!r}; expected one of {sorted(model_names())}")
+
+
+def model_class(name: str) -> type[Recommender]:
+    return model_spec(name).load_class()
+
+
+def build_model(name: str, config: ModelConfig | None = None) -> Recommender:
+    """A fresh, unfitted model; `config` defaults to the model's defaults."""
+    spec = model_spec(name)
+    cls = spec.load_class()
+    chosen = config if config is not None else spec.default_config()
+    return cls(chosen) if chosen is not None else cls()
+
+
+def load_model(uri: str, storage: Storage, device: str = "cpu") -> Recommender:
+    """Load any registered model from its artifact directory (``config.json`` + ``weights.pt``).
+
+    Weights load with ``weights_only=True``: a pickled object in the file is refused, never run.
+    """
+    import io
+
+    import torch
+
+    from genrec_core.errors import DataError
+    from genrec_core.models.base import CONFIG_FILE, WEIGHTS_FILE
+    from genrec_core.storage import join
+
+    try:
+        meta = storage.read_json(join(uri, CONFIG_FILE))
+        model = model_class(meta["model"])()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"model artifact {uri}: {CONFIG_FILE} is not a genrec model config ({exc!r})") from None
+    try:
+        state = torch.load(
+            io.BytesIO(storage.read_bytes(join(uri, WEIGHTS_FILE))), map_location=device, weights_only=True
+        )
+        model.device = device
+        model.load_state(meta["config"], int(meta["n_items"]), state)
+    except OSError:  # storage trouble is not a damaged artifact: let it through as it is
+        raise
+    except Exception as exc:  # truncated, corrupt, foreign or malicious weights
+        first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise DataError(
+            f"model artifact {uri}: {WEIGHTS_FILE} cannot be loaded as {meta['model']} weights "
+            f"({type(exc).__name__}: {first_line})"
+        ) from None
+    return model

@@ -20,8 +20,9 @@ def _sparse_tensor(matrix: sp.csr_matrix, values: np.ndarray) -> torch.Tensor:
     """Sparse COO tensor with `matrix`'s pattern and the given values (one per stored entry, in CSR order)."""
     coo = sp.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape).tocoo()
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), size=matrix.shape,
-                                   check_invariants=False)
+    return torch.sparse_coo_tensor(
+        indices, torch.from_numpy(coo.data.astype(np.float32)), size=matrix.shape, check_invariants=False
+    )
 
 
 def _binary_pattern(matrix: sp.csr_matrix) -> sp.csr_matrix:

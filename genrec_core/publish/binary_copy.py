@@ -75,5 +75,5 @@ def encode_rows(table: pa.Table, columns: dict[str, FieldKind]) -> bytes:
         pieces.append(_fixed_block(rows, pending))
     joined = pc.binary_join_element_wise(*pieces, pa.scalar(b"", pa.large_binary()))
     offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64, count=rows + 1, offset=joined.offset * 8)
-    body = memoryview(joined.buffers()[2])[offsets[0]:offsets[-1]] if rows else b""
+    body = memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]] if rows else b""
     return b"".join((SIGNATURE, body, TRAILER))

@@ -14,5 +14,7 @@ def connect(dsn: str, connect_timeout: int = 10) -> psycopg2.extensions.connecti
     except psycopg2.OperationalError as exc:
         safe = psycopg2.extensions.parse_dsn(dsn)
         safe.pop("password", None)
-        raise ServiceError(f"cannot connect to Postgres ({safe}): {str(exc).strip()}; "
-                           "set GENREC_PG_DSN or the genrec_postgres connection") from exc
+        raise ServiceError(
+            f"cannot connect to Postgres ({safe}): {str(exc).strip()}; "
+            "set GENREC_PG_DSN or the genrec_postgres connection"
+        ) from exc

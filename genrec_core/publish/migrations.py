@@ -32,15 +32,19 @@ def upgrade(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
             cur.execute("CREATE SCHEMA IF NOT EXISTS genrec")
-            cur.execute("CREATE TABLE IF NOT EXISTS genrec.schema_migrations ("
-                        "version text PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS genrec.schema_migrations ("
+                "version text PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
         for version, path in migration_files(sql_dir):
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM genrec.schema_migrations WHERE version = %s", (version,))
                 if cur.fetchone():
                     continue
                 cur.execute(path.read_text())
-                cur.execute("INSERT INTO genrec.schema_migrations (version, name) VALUES (%s, %s)", (version, path.name))
+                cur.execute(
+                    "INSERT INTO genrec.schema_migrations (version, name) VALUES (%s, %s)", (version, path.name)
+                )
                 applied_now.append(version)
                 log.info("applied migration %s", path.name)
     except psycopg2.Error as exc:

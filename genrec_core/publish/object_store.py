@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from genrec_core.contract import partition_name
+from genrec_core import layout
 from genrec_core.errors import DataError
 from genrec_core.storage import Storage, join
 
@@ -23,16 +23,13 @@ log = logging.getLogger(__name__)
 MANIFEST = "_manifest.json"
 
 
-def recommendations_uri(output_uri: str, run_date: dt.date) -> str:
-    return join(output_uri, "recommendations", partition_name(run_date))
-
-
-def publish_object_store(storage: Storage, output_uri: str, run_date: dt.date, parts: list[str],
-                         model_info: dict[str, Any]) -> dict[str, Any]:
+def publish_object_store(
+    storage: Storage, output_uri: str, run_date: dt.date, parts: list[str], model_info: dict[str, Any]
+) -> dict[str, Any]:
     """Copy staged part files (URIs) into the date's prefix and write the manifest; return the manifest."""
     if not parts:
         raise DataError(f"no staged part files for {run_date}; refusing to publish an empty batch")
-    target = recommendations_uri(output_uri, run_date)
+    target = layout.recommendations_uri(output_uri, run_date)
     storage.delete_file(join(target, MANIFEST))
     storage.delete_dir(target)
     files, total = [], 0
@@ -50,12 +47,12 @@ def publish_object_store(storage: Storage, output_uri: str, run_date: dt.date, p
 
 
 # Per-date folders that retention prunes: run outputs, extracts (with their quarantine), staged parts.
-RETAINED_PREFIXES = ("recommendations", "scored", "extract")
+RETAINED_PREFIXES = (layout.RECOMMENDATIONS, layout.SCORED, layout.EXTRACT)
 
 
 def manifested_dates(storage: Storage, output_uri: str) -> list[dt.date]:
     """Dates whose recommendations carry a manifest (the only ones readers trust), newest first."""
-    root = join(output_uri, "recommendations")
+    root = layout.recommendations_root(output_uri)
     dates = []
     for name in storage.list_dir(root):
         if name.startswith("dt=") and storage.exists(join(root, name, MANIFEST)):
@@ -95,16 +92,18 @@ def apply_object_retention(storage: Storage, output_uri: str, keep_dates: int) -
     if cutoff is None:
         return []
     kept = published[:keep_dates]
-    protected = {storage.read_json(join(recommendations_uri(output_uri, d), MANIFEST)).get("model_uri") for d in kept}
+    protected = {
+        storage.read_json(join(layout.recommendations_uri(output_uri, d), MANIFEST)).get("model_uri") for d in kept
+    }
     candidates = []
     for prefix in RETAINED_PREFIXES:
         candidates += _dated_dirs(storage, join(output_uri, prefix))
-    for model in storage.list_dir(join(output_uri, "models")):
-        candidates += _dated_dirs(storage, join(output_uri, "models", model))
+    for model in storage.list_dir(layout.models_root(output_uri)):
+        candidates += _dated_dirs(storage, layout.models_root(output_uri, model))
     removed = []
     for day, uri in sorted(candidates):
         if day < cutoff and uri not in protected:
-            if uri.startswith(join(output_uri, "recommendations")):
+            if uri.startswith(layout.recommendations_root(output_uri)):
                 storage.delete_file(join(uri, MANIFEST))  # readers stop trusting it first
             storage.delete_dir(uri)
             removed.append(uri)

@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2
 import pyarrow as pa
 import pyarrow.compute as pc
-import psycopg2
 from psycopg2 import sql
 
 from genrec_core.contract import RECOMMENDATION_COLUMNS
@@ -61,8 +61,15 @@ _VARYING = ("user_id", "rank", "item_id", "score", "source")
 
 
 # How each column of genrec.recommendations is sent in binary COPY (the parent table's types).
-FIELD_KINDS: dict[str, FieldKind] = {"run_date": "date", "user_id": "text", "rank": "int4", "item_id": "text",
-                                     "score": "float8", "model": "text", "source": "text"}
+FIELD_KINDS: dict[str, FieldKind] = {
+    "run_date": "date",
+    "user_id": "text",
+    "rank": "int4",
+    "item_id": "text",
+    "score": "float8",
+    "model": "text",
+    "source": "text",
+}
 
 
 def _copy_statement(target: sql.Composable, columns: tuple[str, ...]) -> sql.Composed:
@@ -86,8 +93,7 @@ def _columns_to_send(table: pa.Table, default_model: str) -> tuple[str, ...]:
     return (*_VARYING, "model")
 
 
-def _copy_parallel(dsn: str, stage: sql.Identifier, tables: Iterable[pa.Table], run_date: dt.date,
-                   workers: int) -> int:
+def _copy_parallel(dsn: str, stage: sql.Identifier, tables: Iterable[pa.Table], run_date: dt.date, workers: int) -> int:
     """COPY each table over one of `workers` connections; at most 2 x workers tables in memory at once."""
     iterator = iter(tables)
     first = next(iterator, None)
@@ -97,8 +103,11 @@ def _copy_parallel(dsn: str, stage: sql.Identifier, tables: Iterable[pa.Table], 
     default_model = first["model"][0].as_py() if first.num_rows else ""
     setup = connect(dsn)
     with setup, setup.cursor() as cur:
-        cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN run_date SET DEFAULT {}, ALTER COLUMN model SET DEFAULT {}")
-                    .format(stage, sql.Literal(run_date), sql.Literal(default_model)))
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN run_date SET DEFAULT {}, ALTER COLUMN model SET DEFAULT {}").format(
+                stage, sql.Literal(run_date), sql.Literal(default_model)
+            )
+        )
     connections: queue.Queue = queue.Queue()
     opened = [connect(dsn) for _ in range(workers)]
     for conn in opened:
@@ -128,8 +137,11 @@ def _copy_parallel(dsn: str, stage: sql.Identifier, tables: Iterable[pa.Table], 
                 futures.append(pool.submit(load, table))
             rows = sum(f.result() for f in futures)
         with setup, setup.cursor() as cur:
-            cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN run_date DROP DEFAULT, ALTER COLUMN model DROP DEFAULT")
-                        .format(stage))
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN run_date DROP DEFAULT, ALTER COLUMN model DROP DEFAULT").format(
+                    stage
+                )
+            )
         return rows
     finally:
         for conn in [*opened, setup]:
@@ -138,8 +150,10 @@ def _copy_parallel(dsn: str, stage: sql.Identifier, tables: Iterable[pa.Table], 
 
 def _build_indexes(dsn: str, stage: sql.Identifier) -> dict[str, float]:
     """The two indexes the parent declares, built at once on two connections; seconds of each."""
-    statements = {"index_user_s": sql.SQL("CREATE INDEX ON {} (user_id, rank)").format(stage),
-                  "index_item_s": sql.SQL("CREATE INDEX ON {} (item_id)").format(stage)}
+    statements = {
+        "index_user_s": sql.SQL("CREATE INDEX ON {} (user_id, rank)").format(stage),
+        "index_item_s": sql.SQL("CREATE INDEX ON {} (item_id)").format(stage),
+    }
 
     def build(statement: sql.Composed) -> float:
         conn = connect(dsn)
@@ -161,8 +175,10 @@ def _build_indexes(dsn: str, stage: sql.Identifier) -> dict[str, float]:
 
 def kept_dates(cur: Any) -> list[dt.date]:
     """Dates with an attached partition, newest first."""
-    cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'genrec.recommendations'::regclass")
+    cur.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'genrec.recommendations'::regclass"
+    )
     dates = []
     for (name,) in cur.fetchall():
         match = _PARTITION.match(name)
@@ -177,13 +193,30 @@ def serving_date(cur: Any) -> dt.date | None:
     return row[0] if row else None
 
 
-def _record(cur: Any, run_date: dt.date, status: str, record: dict[str, Any], rows: int | None = None,
-            timings: dict[str, float] | None = None, detail: str | None = None) -> None:
+def _record(
+    cur: Any,
+    run_date: dt.date,
+    status: str,
+    record: dict[str, Any],
+    rows: int | None = None,
+    timings: dict[str, float] | None = None,
+    detail: str | None = None,
+) -> None:
     cur.execute(
         "INSERT INTO genrec.runs (run_date, status, model, model_version, metrics, rows_published, artifacts, "
         "timings, started_at, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (run_date, status, record.get("model"), record.get("model_version"), json.dumps(record.get("metrics", {})),
-         rows, json.dumps(record.get("artifacts", {})), json.dumps(timings or {}), record.get("started_at"), detail),
+        (
+            run_date,
+            status,
+            record.get("model"),
+            record.get("model_version"),
+            json.dumps(record.get("metrics", {})),
+            rows,
+            json.dumps(record.get("artifacts", {})),
+            json.dumps(timings or {}),
+            record.get("started_at"),
+            detail,
+        ),
     )
 
 
@@ -191,8 +224,14 @@ def _drop_partition(cur: Any, run_date: dt.date) -> None:
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, partition_table(run_date))))
 
 
-def publish_postgres(dsn: str, run_date: dt.date, tables: Iterable[pa.Table], run_record: dict[str, Any],
-                     keep_dates: int = 30, workers: int = 2) -> PublishResult:
+def publish_postgres(
+    dsn: str,
+    run_date: dt.date,
+    tables: Iterable[pa.Table],
+    run_record: dict[str, Any],
+    keep_dates: int = 30,
+    workers: int = 2,
+) -> PublishResult:
     """Load `tables` as the partition for `run_date`, replacing any previous one.
 
     `run_record` (model, model_version, metrics, artifacts, started_at) goes to `genrec.runs`
@@ -208,11 +247,15 @@ def publish_postgres(dsn: str, run_date: dt.date, tables: Iterable[pa.Table], ru
         _claim_date(conn, run_date)
         with conn, conn.cursor() as cur:
             # UNLOGGED while loading would be faster but could not be attached to a logged parent.
-            cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-                stage, parent))
+            cur.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(stage, parent)
+            )
             # A matching CHECK lets ATTACH skip its validation scan.
-            cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (run_date = {})").format(
-                stage, sql.Identifier(f"{stage_name}_date"), sql.Literal(run_date)))
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (run_date = {})").format(
+                    stage, sql.Identifier(f"{stage_name}_date"), sql.Literal(run_date)
+                )
+            )
         started = time.perf_counter()
         rows = _copy_parallel(dsn, stage, tables, run_date, workers)
         timings["copy_s"] = time.perf_counter() - started
@@ -230,17 +273,25 @@ def publish_postgres(dsn: str, run_date: dt.date, tables: Iterable[pa.Table], ru
             cur.execute("SET LOCAL lock_timeout = '60s'")
             _drop_partition(cur, run_date)
             cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(stage, sql.Identifier(partition_table(run_date))))
-            cur.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
-                parent, final, sql.Literal(run_date)))
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+                    parent, final, sql.Literal(run_date)
+                )
+            )
             cur.execute(
                 "INSERT INTO genrec.serving (singleton, run_date) VALUES (true, %s) ON CONFLICT (singleton) DO UPDATE "
                 "SET run_date = GREATEST(genrec.serving.run_date, EXCLUDED.run_date), updated_at = now()",
-                (run_date,))
+                (run_date,),
+            )
             timings["swap_s"] = time.perf_counter() - started
             _record(cur, run_date, "published", run_record, rows, timings)
         dropped = apply_retention(dsn, keep_dates)
-        log.info("published %d rows for %s to Postgres (%s)", rows, run_date,
-                 ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+        log.info(
+            "published %d rows for %s to Postgres (%s)",
+            rows,
+            run_date,
+            ", ".join(f"{k} {v:.2f}" for k, v in timings.items()),
+        )
         return PublishResult(rows, timings, dropped)
     except BaseException:
         _discard_stage(conn, stage)
@@ -255,9 +306,11 @@ def _claim_date(conn: Any, run_date: dt.date) -> None:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_NAMESPACE, run_date.toordinal()))
         prefix = partition_table(run_date) + _STAGE_INFIX
-        cur.execute("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relkind = 'r' AND left(c.relname, %s) = %s",
-                    (SCHEMA, len(prefix), prefix))
+        cur.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND left(c.relname, %s) = %s",
+            (SCHEMA, len(prefix), prefix),
+        )
         for (name,) in cur.fetchall():
             log.warning("dropping %s.%s, left by an earlier publish of %s that did not finish", SCHEMA, name, run_date)
             cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, name)))
@@ -270,8 +323,10 @@ def _discard_stage(conn: Any, stage: sql.Identifier) -> None:
         with conn, conn.cursor() as cur:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
     except psycopg2.Error as cleanup:
-        log.warning("could not drop the staging table after a failed publish (%s); the next publish of the "
-                    "date will", str(cleanup).strip())
+        log.warning(
+            "could not drop the staging table after a failed publish (%s); the next publish of the date will",
+            str(cleanup).strip(),
+        )
 
 
 def apply_retention(dsn: str, keep_dates: int) -> list[dt.date]:
@@ -297,8 +352,12 @@ def run_history(dsn: str, limit: int = 200) -> list[dict[str, Any]]:
     conn = connect(dsn)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT run_date, status, model, model_version, metrics, rows_published, detail, recorded_at "
-                        "FROM genrec.runs ORDER BY recorded_at DESC, run_id DESC LIMIT %s", (limit,))
+            cur.execute(
+                "SELECT run_date, status, model, model_version, metrics, rows_published, detail, recorded_at "
+                "FROM genrec.runs ORDER BY recorded_at DESC, run_id DESC LIMIT %s",
+                (limit,),
+            )
+            assert cur.description is not None
             names = [d[0] for d in cur.description]
             rows = [dict(zip(names, row)) for row in cur.fetchall()]
     finally:
@@ -323,12 +382,19 @@ def rollback_to(dsn: str, run_date: dt.date, reason: str = "") -> dt.date | None
         with conn, conn.cursor() as cur:
             cur.execute("LOCK TABLE genrec.serving IN EXCLUSIVE MODE")
             if run_date not in kept_dates(cur):
-                raise DataError(f"cannot roll back to {run_date}: no published partition for that date "
-                                f"(kept: {[d.isoformat() for d in kept_dates(cur)]})")
+                raise DataError(
+                    f"cannot roll back to {run_date}: no published partition for that date "
+                    f"(kept: {[d.isoformat() for d in kept_dates(cur)]})"
+                )
             previous = serving_date(cur)
-            cur.execute("INSERT INTO genrec.serving (singleton, run_date) VALUES (true, %s) ON CONFLICT (singleton) "
-                        "DO UPDATE SET run_date = EXCLUDED.run_date, updated_at = now()", (run_date,))
-            _record(cur, run_date, "rolled_back", {}, detail=f"latest re-pointed from {previous} to {run_date}. {reason}")
+            cur.execute(
+                "INSERT INTO genrec.serving (singleton, run_date) VALUES (true, %s) ON CONFLICT (singleton) "
+                "DO UPDATE SET run_date = EXCLUDED.run_date, updated_at = now()",
+                (run_date,),
+            )
+            _record(
+                cur, run_date, "rolled_back", {}, detail=f"latest re-pointed from {previous} to {run_date}. {reason}"
+            )
         return previous
     finally:
         conn.close()
@@ -365,11 +431,18 @@ def read_user_recommendations(dsn: str, user_id: str, run_date: dt.date | None =
     try:
         with conn, conn.cursor() as cur:
             if run_date is None:
-                cur.execute("SELECT run_date, rank, item_id, score, model FROM genrec.recommendations_latest "
-                            "WHERE user_id = %s ORDER BY rank", (user_id,))
+                cur.execute(
+                    "SELECT run_date, rank, item_id, score, model FROM genrec.recommendations_latest "
+                    "WHERE user_id = %s ORDER BY rank",
+                    (user_id,),
+                )
             else:
-                cur.execute("SELECT run_date, rank, item_id, score, model FROM genrec.recommendations_by_date "
-                            "WHERE run_date = %s AND user_id = %s ORDER BY rank", (run_date, user_id))
+                cur.execute(
+                    "SELECT run_date, rank, item_id, score, model FROM genrec.recommendations_by_date "
+                    "WHERE run_date = %s AND user_id = %s ORDER BY rank",
+                    (run_date, user_id),
+                )
+            assert cur.description is not None
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
     finally:

@@ -19,7 +19,7 @@ def defined(conn_id: str) -> bool:
 
     try:
         BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - Airflow raises a different NotFound type per context (task, parse, API)
+    except Exception:
         return False
     return True
 
@@ -41,8 +41,12 @@ def s3_settings() -> dict[str, Any] | None:
 
     hook = S3Hook(aws_conn_id=S3_CONN_ID)
     credentials = hook.get_credentials()
-    return {"endpoint_url": hook.conn_config.endpoint_url, "region": hook.conn_region_name or "us-east-1",
-            "access_key_id": credentials.access_key, "secret_access_key": credentials.secret_key}
+    return {
+        "endpoint_url": hook.conn_config.endpoint_url,
+        "region": hook.conn_region_name or "us-east-1",
+        "access_key_id": credentials.access_key,
+        "secret_access_key": credentials.secret_key,
+    }
 
 
 def connection_overrides() -> dict[str, Any]:

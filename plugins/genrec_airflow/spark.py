@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from typing import Any
 
 from genrec_core.config import Settings
+from genrec_core.handoffs import Extracted
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -25,13 +25,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
         if isinstance(value, dict):
-            value = json.dumps({k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v)
-                                for k, v in value.items()})
+            value = json.dumps(
+                {k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in value.items()}
+            )
         env[f"GENREC_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 
-def extract(settings: Settings, run_date: dt.date) -> dict[str, Any]:
+def extract(settings: Settings, run_date: dt.date) -> Extracted:
     """Run the extract for D: spark-submit to the configured connection, or in-process local Spark."""
     from genrec_core import pipeline
 
@@ -42,8 +43,12 @@ def extract(settings: Settings, run_date: dt.date) -> dict[str, Any]:
 
     import genrec_core.extract.main as entry_point
 
-    hook = SparkSubmitHook(conn_id=conn_id, name=f"genrec-extract-{run_date}",
-                           application_args=["--run-date", run_date.isoformat()], env_vars=settings_env(settings),
-                           conf={"spark.driver.host": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")})
+    hook = SparkSubmitHook(
+        conn_id=conn_id,
+        name=f"genrec-extract-{run_date}",
+        application_args=["--run-date", run_date.isoformat()],
+        env_vars=settings_env(settings),
+        conf={"spark.driver.host": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")},
+    )
     hook.submit(application=entry_point.__file__)
     return pipeline.extract_result(settings, run_date)

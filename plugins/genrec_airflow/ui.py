@@ -38,13 +38,15 @@ def svg_plot(runs: list[dict[str, Any]], metric: str) -> str:
     lines = series(runs, metric)
     dates = sorted({d for points in lines.values() for d, _ in points})
     top = max([v for points in lines.values() for _, v in points] + [1e-9])
-    parts = [f'<svg class="plot" data-metric="{metric}" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
-             f'role="img" aria-label="{metric} over run dates">',
-             f'<text x="{_PAD}" y="16" font-size="13">{html.escape(metric)} by run date</text>',
-             f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - 10}" y2="{_H - _PAD}" stroke="#888"/>',
-             f'<line x1="{_PAD}" y1="24" x2="{_PAD}" y2="{_H - _PAD}" stroke="#888"/>',
-             f'<text x="4" y="30" font-size="11">{top:.3f}</text>',
-             f'<text x="4" y="{_H - _PAD}" font-size="11">0</text>']
+    parts = [
+        f'<svg class="plot" data-metric="{metric}" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
+        f'role="img" aria-label="{metric} over run dates">',
+        f'<text x="{_PAD}" y="16" font-size="13">{html.escape(metric)} by run date</text>',
+        f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - 10}" y2="{_H - _PAD}" stroke="#888"/>',
+        f'<line x1="{_PAD}" y1="24" x2="{_PAD}" y2="{_H - _PAD}" stroke="#888"/>',
+        f'<text x="4" y="30" font-size="11">{top:.3f}</text>',
+        f'<text x="4" y="{_H - _PAD}" font-size="11">0</text>',
+    ]
     if dates:
         parts.append(f'<text x="{_PAD}" y="{_H - 18}" font-size="11">{dates[0]}</text>')
         parts.append(f'<text x="{_W - 90}" y="{_H - 18}" font-size="11">{dates[-1]}</text>')
@@ -59,12 +61,18 @@ def svg_plot(runs: list[dict[str, Any]], metric: str) -> str:
     for i, (model, points) in enumerate(lines.items()):
         color = _COLORS[i % len(_COLORS)]
         coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, v in points)
-        parts.append(f'<polyline class="series" data-model="{html.escape(model)}" fill="none" stroke="{color}" '
-                     f'stroke-width="2" points="{coords}"/>')
-        parts.extend(f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{html.escape(model)} '
-                     f'{d}: {v:.4f}</title></circle>' for d, v in points)
-        parts.append(f'<text x="{_W - 150}" y="{30 + 14 * i}" font-size="12" fill="{color}">'
-                     f'{html.escape(model)}</text>')
+        parts.append(
+            f'<polyline class="series" data-model="{html.escape(model)}" fill="none" stroke="{color}" '
+            f'stroke-width="2" points="{coords}"/>'
+        )
+        parts.extend(
+            f'<circle cx="{x(d):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{html.escape(model)} '
+            f"{d}: {v:.4f}</title></circle>"
+            for d, v in points
+        )
+        parts.append(
+            f'<text x="{_W - 150}" y="{30 + 14 * i}" font-size="12" fill="{color}">{html.escape(model)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -73,13 +81,25 @@ def render_page(runs: list[dict[str, Any]], error: str | None = None) -> str:
     rows = []
     for run in reversed(runs[-30:]):
         gate = (run.get("metrics") or {}).get("gate") or {}
-        decision = ("forced" if gate.get("forced") else "passed" if gate.get("passed") else
-                    "rejected" if gate else "")
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-            run["run_date"], run["status"], run.get("model_version") or run.get("model") or "",
-            f"{_metric(run.get('metrics'), 'ndcg'):.4f}" if _metric(run.get("metrics"), "ndcg") is not None else "",
-            decision, run.get("rows_published") if run.get("rows_published") is not None else "",
-            run.get("detail") or "")) + "</tr>")
+        decision = "forced" if gate.get("forced") else "passed" if gate.get("passed") else "rejected" if gate else ""
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    run["run_date"],
+                    run["status"],
+                    run.get("model_version") or run.get("model") or "",
+                    f"{_metric(run.get('metrics'), 'ndcg'):.4f}"
+                    if _metric(run.get("metrics"), "ndcg") is not None
+                    else "",
+                    decision,
+                    run.get("rows_published") if run.get("rows_published") is not None else "",
+                    run.get("detail") or "",
+                )
+            )
+            + "</tr>"
+        )
     plots = "".join(svg_plot(runs, metric) for metric in PLOTTED)
     notice = f'<p class="error">{html.escape(error)}</p>' if error else ""
     return f"""<!doctype html>
@@ -113,7 +133,7 @@ def create_app() -> Any:
             from genrec_core.publish.postgres import run_history
 
             runs = await asyncio.to_thread(run_history, resolved.pg_dsn.get_secret_value())
-        except Exception as exc:  # noqa: BLE001 - the page says what is wrong instead of a bare 500
+        except Exception as exc:
             return render_page([], f"cannot read genrec.runs: {exc}")
         return render_page(runs)
 

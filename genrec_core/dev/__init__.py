@@ -1,0 +1,1 @@
+"""Development tooling, not production: embedded services, benchmarks, the demo, synthetic logs."""

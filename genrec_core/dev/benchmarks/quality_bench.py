@@ -1,0 +1,321 @@
+"""`genrec bench quality`: test metrics of every model on public data sets' fixed splits.
+
+Data come from ``../shared/data`` (GENREC_SHARED_DATA overrides); nothing is copied.
+- ml-1m: the LCFN/BARS train/test split; validation = 10% of each user's train, fixed seed.
+- ml-100k: u.data, every rating positive, a random 80/10/10 split per user, fixed seed.
+- lastfm: the LightGCN train/test split (1-based ids); validation carved as for ml-1m.
+Tuned models pick their setting on validation (fitted on train minus validation), are
+refitted on the full train with it, and are tested with the full train as history.
+The neural models train on train minus validation with early stopping on validation
+NDCG@20 and are tested as the best-validation model; a model with a linear expert picks
+the expert's L2 and weight on validation, then refits the expert (closed form) on all of
+train, as the tuned baselines are. Each model runs in its own process, so its
+peak RSS is its own. `--tune N` replaces the fixed settings (neural) or the grid (baselines)
+by N trials of the Optuna search in genrec_core/train/tuning.py on the same validation carve.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from genrec_core.dev.paths import PROJECT_ROOT
+
+DATASETS = ("ml-1m", "ml-100k", "lastfm")
+EXPERT_SUFFIX = "+ease"  # `<model>+ease`: the model with its linear expert on
+
+
+def bench_models() -> tuple[str, ...]:
+    """Every registered model, then `<model>+ease` for each whose config has a linear expert."""
+    from genrec_core.models.registry import model_specs
+
+    specs = model_specs()
+    with_expert = [
+        s.name + EXPERT_SUFFIX
+        for s in specs
+        if s.config_class is not None and "linear_expert" in s.config_class.model_fields
+    ]
+    return (*(s.name for s in specs), *with_expert)
+
+
+def _is_iterative(name: str) -> bool:
+    from genrec_core.models.registry import model_spec
+
+    return model_spec(name.removesuffix(EXPERT_SUFFIX)).iterative
+
+
+# Benchmark settings on top of each config's defaults: an epoch cap that early stopping ends sooner.
+NEURAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # smaller batches and a higher rate than the paper's 500 / 1e-3 reach the best epoch sooner
+    "mult_vae": {"epochs": 200, "total_anneal_steps": 20_000, "batch_size": 100, "learning_rate": 2e-3},
+    "rec_vae": {"epochs": 100},
+    "cfgan": {"epochs": 400},
+    # the product of the generative model and an EASE expert (see genrec_core/models/neural.py)
+    "mult_vae+ease": {
+        "epochs": 200,
+        "total_anneal_steps": 20_000,
+        "batch_size": 100,
+        "learning_rate": 2e-3,
+        "linear_expert": True,
+    },
+    "rec_vae+ease": {"epochs": 100, "linear_expert": True},
+}
+SEED = 2024
+
+
+@dataclass(frozen=True)
+class Split:
+    dataset: str
+    split: str
+    train: sp.csr_matrix  # full train: history at test time
+    fit: sp.csr_matrix  # train minus validation
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("GENREC_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def _matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    m.data[:] = 1.0  # duplicates collapse to one interaction
+    return m
+
+
+def _carve(train: sp.csr_matrix, share: float, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Hold out round(share) of each user's items (at least 1 when the user has 2+)."""
+    rows_fit, cols_fit, rows_val, cols_val = [], [], [], []
+    for u in range(train.shape[0]):
+        items = train.indices[train.indptr[u] : train.indptr[u + 1]]
+        n_val = round(share * len(items)) if len(items) > 1 else 0
+        n_val = max(n_val, 1) if len(items) > 1 else 0
+        chosen = rng.permutation(items)
+        rows_val += [u] * n_val
+        cols_val += chosen[:n_val].tolist()
+        rows_fit += [u] * (len(items) - n_val)
+        cols_fit += chosen[n_val:].tolist()
+    shape = train.shape
+    return _matrix(np.array(rows_fit), np.array(cols_fit), shape), _matrix(
+        np.array(rows_val), np.array(cols_val), shape
+    )
+
+
+def _read_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = [], []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 1:
+            rows += [int(parts[0])] * (len(parts) - 1)
+            cols += [int(p) for p in parts[1:]]
+    return np.array(rows), np.array(cols)
+
+
+def load(dataset: str) -> Split:
+    root = data_root() / dataset
+    if not root.is_dir():
+        raise FileNotFoundError(f"data set folder {root} not found (set GENREC_SHARED_DATA)")
+    rng = np.random.default_rng(SEED)
+    if dataset == "ml-1m":
+        tr, te = _read_lines(root / "train.txt"), _read_lines(root / "test.txt")
+        shape = (int(max(tr[0].max(), te[0].max())) + 1, int(max(tr[1].max(), te[1].max())) + 1)
+        train, test = _matrix(*tr, shape), _matrix(*te, shape)
+        fit, valid = _carve(train, 0.1, rng)
+        return Split(dataset, "LCFN fixed train/test; validation 10% of train per user", train, fit, valid, test)
+    if dataset == "lastfm":
+
+        def read(name: str) -> tuple[np.ndarray, np.ndarray]:
+            data = np.loadtxt(root / name, dtype=np.float64, ndmin=2)
+            return data[:, 0].astype(np.int64) - 1, data[:, 1].astype(np.int64) - 1
+
+        tr, te = read("data1.txt"), read("test1.txt")
+        shape = (1892, 4489)  # the sizes LightGCN's loader declares
+        train, test = _matrix(*tr, shape), _matrix(*te, shape)
+        fit, valid = _carve(train, 0.1, rng)
+        return Split(dataset, "LightGCN fixed train/test; validation 10% of train per user", train, fit, valid, test)
+    if dataset == "ml-100k":
+        data = np.loadtxt(root / "u.data", dtype=np.int64)
+        users, items = data[:, 0] - 1, data[:, 1] - 1
+        everything = _matrix(users, items, (int(users.max()) + 1, int(items.max()) + 1))
+        rest, test = _carve(everything, 0.1, rng)
+        # validation: another 10% of all interactions, i.e. 1/9 of what is left
+        fit, valid = _carve(rest, 1 / 9, rng)
+        return Split(dataset, "random 80/10/10 per user", rest, fit, valid, test)
+    raise ValueError(f"unknown data set {dataset!r}; expected one of {DATASETS}")
+
+
+def _metrics(model: Any, history: sp.csr_matrix, targets: sp.csr_matrix) -> dict[str, float]:
+    from genrec_core.ranking.metrics import evaluate
+
+    m = evaluate(model, history, targets, (10, 20))
+    names = (
+        "recall@10",
+        "recall@20",
+        "ndcg@10",
+        "ndcg@20",
+        "precision@10",
+        "map@10",
+        "coverage@20",
+        "popularity_bias@10",
+    )
+    return {name: m[name] for name in names}
+
+
+def _interactions(matrix: sp.csr_matrix) -> Any:
+    from genrec_core.data.interactions import Interactions, Vocabulary
+
+    return Interactions(
+        matrix,
+        Vocabulary(np.arange(matrix.shape[0]).astype(str).astype(object)),
+        Vocabulary(np.arange(matrix.shape[1]).astype(str).astype(object)),
+    )
+
+
+def _grid(name: str) -> list[Any]:
+    from genrec_core.models.ease import EASEConfig
+    from genrec_core.models.item_knn import ItemKNNConfig
+
+    if name == "ease":
+        return [EASEConfig(l2=v) for v in (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)]
+    if name == "item_knn":
+        return [ItemKNNConfig(neighbors=n, shrink=s) for n in (50, 100, 200) for s in (0.0, 10.0, 50.0)]
+    return [None]
+
+
+def _tuned(name: str, base: Any, split: Split, trials: int, options: Any) -> tuple[Any, dict[str, Any]]:
+    """The optional Optuna search on the validation carve; the config to run with and a summary."""
+    from genrec_core.models.base import Validation
+    from genrec_core.train.tuning import TuneBudget, tune
+
+    result = tune(
+        name,
+        base,
+        _interactions(split.fit),
+        Validation(split.fit, split.valid, k=20),
+        TuneBudget(trials=trials, timeout_s=None, patience=10),
+        options,
+    )
+    config = {**result.best_config}
+    if "epochs" in config:
+        config["epochs"] = base.epochs  # the run below early-stops on the same carve, under the usual cap
+    summary = {
+        "trials": len(result.trials),
+        "pruned": sum(t["state"] == "PRUNED" for t in result.trials),
+        "best_valid_ndcg@20": round(result.best_value, 4),
+        "seconds": round(result.seconds, 1),
+    }
+    return type(base).model_validate(config), summary
+
+
+def run_model(
+    dataset: str, name: str, threads: int, overrides: dict[str, Any] | None = None, tune_trials: int = 0
+) -> dict[str, Any]:
+    import torch
+
+    from genrec_core.dev.benchmarks.common import peak_rss_mb
+    from genrec_core.models.base import FitOptions, Recommender, Validation
+    from genrec_core.models.neural import NeuralRecommender
+    from genrec_core.models.registry import model_class, model_spec
+    from genrec_core.ranking.metrics import evaluate
+
+    torch.set_num_threads(threads)
+    split = load(dataset)
+    options = FitOptions(seed=SEED, threads=threads)
+    result: dict[str, Any] = {"dataset": dataset, "model": name, "split": split.split}
+    started = time.perf_counter()
+    model: Recommender
+    if _is_iterative(name):
+        spec = model_spec(name.removesuffix(EXPERT_SUFFIX))
+        cls = spec.load_class()
+        expert = {"linear_expert": True} if name.endswith(EXPERT_SUFFIX) else {}
+        config = spec.parse_config({**NEURAL_DEFAULTS.get(name, {}), **expert, **(overrides or {})})
+        if tune_trials:
+            config, result["tuning"] = _tuned(spec.name, config, split, tune_trials, options)
+        validation = Validation(split.fit, split.valid, k=20, patience=15)
+        fitted = cls(config).fit(_interactions(split.fit), FitOptions(SEED, "cpu", threads, validation))
+        assert isinstance(fitted, NeuralRecommender) and config is not None
+        result.update(
+            {
+                "config": config.model_dump(),
+                "best_epoch": fitted.best_epoch,
+                "epochs_run": len(fitted.training_log),
+                "valid_ndcg@20": max(e.get("val_ndcg", 0.0) for e in fitted.training_log),
+                # time until the best-validation epoch ended, validation passes included
+                "seconds_to_best": round(fitted.training_log[fitted.best_epoch - 1]["seconds"], 2),
+            }
+        )
+        if fitted.expert is not None:
+            # like the tuned baselines: settings chosen on validation, the closed-form part refitted on all of train
+            fitted.refit_expert(_interactions(split.train), options)
+            result["expert"] = {"l2": fitted.expert_l2, "weight": fitted.expert_weight}
+        model = fitted
+        train_seconds = model.fit_seconds
+    else:
+        cls = model_class(name)
+        best, best_score = None, -1.0
+        grid = _grid(name)
+        if tune_trials and grid != [None]:
+            tuned, result["tuning"] = _tuned(name, type(grid[0])(), split, tune_trials, options)
+            grid = [tuned]
+        for config in grid:
+            candidate = (cls(config) if config is not None else cls()).fit(_interactions(split.fit), options)
+            score = evaluate(candidate, split.fit, split.valid, 20)["ndcg@20"]
+            if score > best_score:
+                best, best_score = config, score
+        model = (cls(best) if best is not None else cls()).fit(_interactions(split.train), options)
+        result.update({"config": best.model_dump() if best is not None else {}, "valid_ndcg@20": best_score})
+        train_seconds = model.fit_seconds
+    result["metrics"] = {k: round(v, 4) for k, v in _metrics(model, split.train, split.test).items()}
+    result["train_seconds"] = round(train_seconds or 0.0, 2)
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    result["torch_threads"] = threads
+    return result
+
+
+def _child(
+    queue: Any, dataset: str, name: str, threads: int, overrides: dict[str, Any] | None, tune_trials: int
+) -> None:
+    try:
+        queue.put(run_model(dataset, name, threads, (overrides or {}).get(name), tune_trials))
+    except BaseException as exc:
+        queue.put({"dataset": dataset, "model": name, "error": repr(exc)})
+
+
+def _result_of(proc: Any, queue: Any, dataset: str, name: str) -> dict[str, Any]:
+    """The child's result, or an error naming its exit code when it died without one (e.g. killed)."""
+    import queue as queues
+
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except queues.Empty:
+            if not proc.is_alive():
+                return {"dataset": dataset, "model": name, "error": f"process exited with code {proc.exitcode}"}
+
+
+def run(
+    dataset: str,
+    models: list[str],
+    threads: int = 2,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    tune_trials: int = 0,
+) -> list[dict[str, Any]]:
+    """One result per model; `overrides` maps a neural model's name to config fields to change;
+    `tune_trials` > 0 replaces a model's fixed settings or grid by an Optuna search of that many trials."""
+    ctx = mp.get_context("spawn")
+    results = []
+    for name in models:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, overrides, tune_trials))
+        proc.start()
+        results.append(_result_of(proc, queue, dataset, name))
+        proc.join()
+    return results

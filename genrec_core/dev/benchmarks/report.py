@@ -1,0 +1,277 @@
+"""`genrec bench report`: the tables in bench/README.md and the plots in docs/, made from bench/results/ only.
+
+Each table sits between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->`` in the README;
+the report rewrites what is between the markers and nothing else, so hand edits there do not
+survive (and a test fails when the committed README differs from what this would write).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from genrec_core.dev.benchmarks.record import RESULTS_DIR, load_all
+from genrec_core.dev.paths import PROJECT_ROOT
+
+README = PROJECT_ROOT / "bench" / "README.md"
+DOCS = PROJECT_ROOT / "docs"
+
+# Published figures the issues name, drawn beside ours (their protocol is not always ours: see `note`).
+REFERENCES: dict[str, list[dict[str, Any]]] = {
+    "ml-1m": [
+        {"label": "EASE, ECIR 2022 study", "ndcg@20": 0.419, "note": "their split"},
+        {"label": "CFGAN tuned, ECIR 2022 study", "ndcg@20": 0.380, "note": "their split"},
+    ],
+    "ml-100k": [
+        {"label": "EASE, ECIR 2022 study", "ndcg@20": 0.437, "note": "their split"},
+        {"label": "CFGAN tuned, ECIR 2022 study", "ndcg@20": 0.408, "note": "their split"},
+    ],
+}
+
+
+def _provenance(record: dict[str, Any], name: str) -> str:
+    commit = (record.get("commit") or "unknown")[:7]
+    machine = record.get("machine") or {}
+    where = f"{machine.get('cores', '?')} cores, {machine.get('memory_gb', '?')} GB"
+    if machine.get("gpu"):
+        where += f", {machine['gpu']}"
+    note = f"; {record['source']}" if record.get("source") else ""
+    return f"[{name}](results/{name}) · commit `{commit}` · {str(record.get('measured_at', '?'))[:10]} · {where}{note}"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _by_bench(records: list[tuple[str, dict[str, Any]]], bench: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, r) for name, r in records if r.get("bench") == bench]
+
+
+def quality_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    lines: list[str] = []
+    for name, record in _by_bench(records, "quality"):
+        lines += [f"**{record['case']}** ({_provenance(record, name)})", ""]
+        header = [
+            "model",
+            "N@20",
+            "R@20",
+            "N@10",
+            "R@10",
+            "P@10",
+            "MAP@10",
+            "cov@20",
+            "train s",
+            "to best s",
+            "peak RSS MB",
+        ]
+        rows = []
+        for row in record["result"]:
+            m = row.get("metrics", {})
+            rows.append(
+                [
+                    row["model"],
+                    _fmt(m.get("ndcg@20")),
+                    _fmt(m.get("recall@20")),
+                    _fmt(m.get("ndcg@10")),
+                    _fmt(m.get("recall@10")),
+                    _fmt(m.get("precision@10")),
+                    _fmt(m.get("map@10")),
+                    _fmt(m.get("coverage@20"), 3),
+                    _fmt(row.get("train_seconds"), 1),
+                    _fmt(row.get("seconds_to_best"), 1),
+                    _fmt(row.get("peak_rss_mb"), 0),
+                ]
+            )
+        lines += _table(header, rows)
+        for ref in REFERENCES.get(record["case"], []):
+            lines.append(f"- published: {ref['label']} N@20 {ref['ndcg@20']:.3f} ({ref['note']})")
+        lines.append("")
+    return lines
+
+
+def _throughput_rows(
+    records: list[tuple[str, dict[str, Any]]], bench: str, columns: list[tuple[str, Callable[[dict[str, Any]], Any]]]
+) -> list[str]:
+    rows, sources = [], []
+    for name, record in _by_bench(records, bench):
+        rows.append([record["case"], *(_fmt(get(record["result"]), 3) for _, get in columns)])
+        sources.append(f"- {record['case']}: {_provenance(record, name)}")
+    if not rows:
+        return []
+    return [*_table(["case", *(title for title, _ in columns)], rows), "", *sources, ""]
+
+
+SCORING_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("pipeline users/s", lambda r: r.get("pipeline_users_per_s")),
+    ("floor users/s", lambda r: r.get("floor_users_per_s")),
+    ("ratio", lambda r: r.get("ratio")),
+    ("peak RSS MB", lambda r: r.get("peak_rss_mb")),
+]
+PUBLISH_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("publish rows/s", lambda r: r.get("publish_rows_per_s")),
+    ("CSV COPY floor rows/s", lambda r: r.get("copy_floor_rows_per_s")),
+    ("ratio", lambda r: r.get("ratio_to_copy_floor")),
+    ("binary COPY floor rows/s", lambda r: r.get("copy_floor_binary_rows_per_s")),
+    ("ratio", lambda r: r.get("ratio_to_binary_copy_floor")),
+    ("lookup p99 ms", lambda r: r.get("lookup_p99_ms")),
+]
+EXTRACT_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("events", lambda r: r.get("events")),
+    ("full events/s", lambda r: r.get("full_events_per_s")),
+    ("floor events/s", lambda r: r.get("floor_events_per_s")),
+    ("ratio to floor", lambda r: r.get("ratio")),
+    ("incremental events/s", lambda r: r.get("incremental_events_per_s")),
+    ("driver peak RSS MB", lambda r: r.get("driver_peak_rss_mb")),
+]
+
+
+def sections(records: list[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]:
+    """The README blocks, by marker name."""
+    return {
+        "quality": quality_section(records),
+        "scoring": _throughput_rows(records, "scoring", SCORING_COLUMNS),
+        "publish": _throughput_rows(records, "publish", PUBLISH_COLUMNS),
+        "extract": _throughput_rows(records, "extract", EXTRACT_COLUMNS),
+    }
+
+
+def named_records(root: Path = RESULTS_DIR) -> list[tuple[str, dict[str, Any]]]:
+    records = load_all(root)
+    names = sorted(p.name for p in root.glob("*.json"))
+    return list(zip(names, records))
+
+
+def render_readme(text: str, blocks: dict[str, list[str]]) -> str:
+    """`text` with every marked block replaced; a marker missing from the README is an error."""
+    for name, lines in blocks.items():
+        pattern = re.compile(rf"(<!-- report:{name} -->\n).*?(<!-- /report:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"bench/README.md has no <!-- report:{name} --> ... <!-- /report:{name} --> block")
+        body = "\n".join(lines).rstrip() + "\n" if lines else "(no saved result yet)\n"
+        text = pattern.sub(_keep_markers(body), text)
+    return text
+
+
+def _keep_markers(body: str) -> Callable[[re.Match[str]], str]:
+    return lambda match: match.group(1) + body + match.group(2)
+
+
+def _bars(
+    path: Path,
+    title: str,
+    unit: str,
+    labels: list[str],
+    values: list[float],
+    floors: list[float | None],
+    references: tuple[tuple[str, float], ...] = (),
+) -> None:
+    """Horizontal bars, each with its floor (same run) drawn as a line across it; references as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.6))
+    positions = list(range(len(labels)))
+    ax.barh(positions, values, color="#4C72B0")
+    for y, floor in zip(positions, floors):
+        if floor is not None:
+            ax.plot(
+                [floor, floor],
+                [y - 0.4, y + 0.4],
+                color="#C44E52",
+                linewidth=2.5,
+                label="floor (same run)" if y == next(i for i, f in enumerate(floors) if f is not None) else None,
+            )
+    for (label, value), color in zip(references, ("#55A868", "#8172B2", "#CCB974")):
+        ax.axvline(value, linestyle="--", color=color, linewidth=1.2, label=f"{label}: {value:.3f}")
+    for y, value in zip(positions, values):
+        text = f" {value:,.0f}" if value >= 1000 else f" {value:.4f}"
+        ax.text(value, y, text, va="center", fontsize=8)
+    ax.set_yticks(positions, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    if references or any(f is not None for f in floors):
+        ax.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.18 - 0.6 / max(len(labels), 1)),
+            fontsize=8,
+            frameon=False,
+            ncol=1,
+        )
+    ax.margins(x=0.12)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_plots(records: list[tuple[str, dict[str, Any]]], docs: Path = DOCS) -> list[Path]:
+    """One PNG per quality data set and one per throughput benchmark; returns the files written."""
+    written = []
+    for _, record in _by_bench(records, "quality"):
+        rows = [r for r in record["result"] if r.get("metrics", {}).get("ndcg@20") is not None]
+        path = docs / f"bench-quality-{record['case']}.png"
+        refs = tuple((f"{r['label']} ({r['note']})", r["ndcg@20"]) for r in REFERENCES.get(record["case"], []))
+        _bars(
+            path,
+            f"Test NDCG@20 by model, {record['case']} (commit {(record.get('commit') or '?')[:7]})",
+            "NDCG@20",
+            [r["model"] for r in rows],
+            [r["metrics"]["ndcg@20"] for r in rows],
+            [None] * len(rows),
+            refs,
+        )
+        written.append(path)
+    throughput = [
+        ("scoring", "Scoring: users/s against matmul + top-k", "users/s", "pipeline_users_per_s", "floor_users_per_s"),
+        (
+            "publish",
+            "Postgres publish: rows/s against a raw CSV COPY",
+            "rows/s",
+            "publish_rows_per_s",
+            "copy_floor_rows_per_s",
+        ),
+        (
+            "extract",
+            "Spark extract: events/s against read + groupBy",
+            "events/s",
+            "full_events_per_s",
+            "floor_events_per_s",
+        ),
+    ]
+    for bench, title, unit, value_key, floor_key in throughput:
+        chosen = _by_bench(records, bench)
+        if not chosen:
+            continue
+        path = docs / f"bench-{bench}.png"
+        _bars(
+            path,
+            title,
+            unit,
+            [r["case"] for _, r in chosen],
+            [r["result"][value_key] for _, r in chosen],
+            [r["result"].get(floor_key) for _, r in chosen],
+        )
+        written.append(path)
+    return written
+
+
+def run(root: Path = RESULTS_DIR, readme: Path = README, docs: Path = DOCS) -> dict[str, Any]:
+    records = named_records(root)
+    readme.write_text(render_readme(readme.read_text(), sections(records)))
+    plots = draw_plots(records, docs)
+    return {"results": len(records), "readme": str(readme), "plots": [str(p) for p in plots]}

@@ -1,0 +1,100 @@
+"""Mult-VAE (Liang, Krishnan, Hoffman, Jebara, WWW 2018).
+
+Encoder q(z|x): L2-normalised, dropped-out history -> tanh hidden -> (mu, logvar).
+Decoder: z -> tanh hidden -> logits over items, multinomial likelihood.
+Loss per user: -sum_i x_i log softmax(logits)_i + beta * KL(q(z|x) || N(0, I)),
+with beta annealed linearly from 0 to `beta_cap` over `total_anneal_steps` updates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from genrec_core.models.mult_vae import SPEC, MultVAEConfig
+from genrec_core.models.neural import NeuralRecommender, SparseInputNet, at_least_float32
+
+
+class MultVAENet(SparseInputNet):
+    """The network alone; training lives in `MultVAE`."""
+
+    def __init__(self, n_items: int, hidden_dim: int, latent_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Linear(n_items, hidden_dim)
+        self.to_params = nn.Linear(hidden_dim, 2 * latent_dim)
+        self.decoder_hidden = nn.Linear(latent_dim, hidden_dim)
+        self.decoder_out = nn.Linear(hidden_dim, n_items)
+        for layer in (self.encoder, self.to_params, self.decoder_hidden, self.decoder_out):
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.normal_(layer.bias, std=0.001)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.encoder(self.drop(F.normalize(x, dim=1))))
+        mu, logvar = self.to_params(h).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder_out(torch.tanh(self.decoder_hidden(z)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        if self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        else:
+            z = mu
+        return self.decode(z), mu, logvar
+
+    def score_sparse(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the mean of q(z|x); `x` is the normalised history, sparse (a history has tens of
+        items, the catalogue tens of thousands, so the first layer is a sparse product)."""
+        h = torch.tanh(self.sparse_linear(x, self.encoder))
+        mu, _ = self.to_params(h).chunk(2, dim=1)
+        return self.decode(mu)
+
+
+def mult_vae_loss(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, negative log-likelihood, KL), each averaged over the batch's users."""
+    logits, mu, logvar = at_least_float32(logits), at_least_float32(mu), at_least_float32(logvar)
+    neg_ll = -(F.log_softmax(logits, dim=1) * x).sum(dim=1).mean()
+    kl = (0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1.0)).sum(dim=1).mean()
+    return neg_ll + beta * kl, neg_ll, kl
+
+
+class MultVAE(NeuralRecommender):
+    spec = SPEC
+    config: MultVAEConfig
+
+    def _build(self, n_items: int) -> MultVAENet:
+        c = self.config
+        return MultVAENet(n_items, c.hidden_dim, c.latent_dim, c.dropout)
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        assert self.net is not None
+        c = self.config
+        return {"adam": torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)}
+
+    def beta(self) -> float:
+        """The KL weight at the current update: annealed linearly to the cap (held at the cap when fine-tuning)."""
+        if self.warm_started:
+            return self.config.beta_cap
+        return min(self.config.beta_cap, self._step / self.config.total_anneal_steps)
+
+    def _train_epoch(
+        self, x_all: sp.csr_matrix, order: np.ndarray, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, float]:
+        assert self.net is not None
+        net = self.net
+
+        def loss_of(batch: torch.Tensor) -> torch.Tensor:
+            logits, mu, logvar = net(batch)
+            return mult_vae_loss(logits, batch, mu, logvar, self.beta())[0]
+
+        loss = self.optimise(x_all, order, optimizers["adam"], loss_of)
+        return {"loss": loss, "beta": self.beta()}

@@ -1,0 +1,254 @@
+"""The shared contract every model passes, plus model-specific checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from genrec_core.data.interactions import Interactions, Vocabulary
+from genrec_core.models.base import FitOptions, Recommender
+from genrec_core.models.cfgan import CFGANConfig
+from genrec_core.models.cfgan.model import CFGAN
+from genrec_core.models.ease import EASEConfig
+from genrec_core.models.ease.model import EASE
+from genrec_core.models.item_knn import ItemKNNConfig
+from genrec_core.models.item_knn.model import ItemKNN
+from genrec_core.models.mult_vae import MultVAEConfig
+from genrec_core.models.mult_vae.model import MultVAE, mult_vae_loss
+from genrec_core.models.popularity.model import Popularity
+from genrec_core.models.rec_vae import RecVAEConfig
+from genrec_core.models.rec_vae.model import RecVAE
+from tests.model_contract import OPTIONS, ModelContract, NeuralContract
+from tests.support import two_block_interactions
+
+
+class TestPopularity(ModelContract):
+    @classmethod
+    def make_model(cls) -> Recommender:
+        return Popularity()
+
+    def test_known_answer(self, data):
+        model = Popularity().fit(data, OPTIONS)
+        counts = np.asarray(data.matrix.sum(axis=0)).ravel()
+        order = torch.argsort(model.score(data.matrix[:1])[0], descending=True, stable=True).numpy()
+        assert (np.diff(counts[order]) <= 0).all()
+
+
+class TestMultVAE(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return MultVAE(
+            MultVAEConfig(
+                **{
+                    "hidden_dim": 32,
+                    "latent_dim": 8,
+                    "epochs": 60,
+                    "batch_size": 20,
+                    "total_anneal_steps": 100,
+                    "dropout": 0.2,
+                    **overrides,
+                }
+            )
+        )
+
+
+SMALL_REC_VAE = {
+    "hidden_dim": 32,
+    "latent_dim": 8,
+    "epochs": 25,
+    "batch_size": 20,
+    "learning_rate": 3e-3,
+    "dropout": 0.2,
+}
+
+
+class TestRecVAE(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return RecVAE(RecVAEConfig(**{**SMALL_REC_VAE, **overrides}))
+
+    def test_composite_prior_is_the_weighted_mixture(self):
+        from genrec_core.models.rec_vae.model import RecVAENet
+
+        net = RecVAENet(5, 4, 3, (0.2, 0.5, 0.3))
+        x = torch.tensor([[1.0, 0, 1, 0, 0]])
+        z = torch.tensor([[0.3, -1.0, 2.0]])
+        mu, logvar = net.prior_encoder.eval()(x, dropout=0.0)
+        normal = torch.distributions.Normal
+        expected = torch.log(
+            0.2 * normal(0.0, 1.0).log_prob(z).exp()
+            + 0.5 * normal(mu, torch.exp(0.5 * logvar)).log_prob(z).exp()
+            + 0.3 * normal(0.0, float(np.exp(5.0))).log_prob(z).exp()
+        )
+        torch.testing.assert_close(net.log_prior(x, z), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+class TestRecVAEWithLinearExpert(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return RecVAE(
+            RecVAEConfig(
+                **{**SMALL_REC_VAE, "linear_expert": True, "expert_l2": 10.0, "expert_weight": 3.0, **overrides}
+            )
+        )
+
+    def test_scores_are_the_product_of_the_two_experts(self, fitted, data):
+        x = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32))
+        plain = RecVAE(fitted.config)
+        plain.load_state(fitted.config_dict(), fitted.n_items, fitted.net.state_dict())
+        ease = EASE(EASEConfig(l2=10.0)).fit(data, OPTIONS)
+        expected = torch.log_softmax(plain.score(data.matrix), dim=1) + 3.0 * (x @ ease.weights)
+        torch.testing.assert_close(fitted.score(data.matrix), expected, atol=1e-4, rtol=1e-4)
+
+    def test_weight_and_l2_are_chosen_on_validation(self, data):
+        from genrec_core.models.base import Validation
+
+        validation = Validation(data.matrix, data.matrix, k=5)  # any held-out set: only the choice is checked
+        model = self.make_model(expert_l2=None, expert_weight=None, epochs=2)
+        model.fit(data, FitOptions(seed=1, threads=2, validation=validation))
+        from genrec_core.models.neural import EXPERT_L2_GRID, EXPERT_WEIGHT_GRID
+
+        assert model.expert_l2 in EXPERT_L2_GRID and model.expert_weight in EXPERT_WEIGHT_GRID
+        half = Interactions(data.matrix[:30].tocsr(), Vocabulary(data.users.ids[:30]), data.items)
+        before = model.expert.clone()
+        model.refit_expert(half)
+        expected = EASE(EASEConfig(l2=model.expert_l2)).fit(half, OPTIONS).weights
+        assert not torch.equal(before, model.expert)
+        torch.testing.assert_close(model.expert, expected)
+
+
+class TestCFGAN(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return CFGAN(
+            CFGANConfig(
+                **{
+                    "generator_hidden": 32,
+                    "discriminator_hidden": 16,
+                    "discriminator_layers": 2,
+                    "epochs": 150,
+                    "batch_size": 20,
+                    "learning_rate": 3e-3,
+                    "zr_weight": 0.1,
+                    "finetune_epochs": 40,
+                    **overrides,
+                }
+            )
+        )
+
+
+def test_cfgan_losses_match_the_paper():
+    """D: -log D(real) - log(1 - D(fake)); G: log(1 - D(fake)) + alpha * sum over ZR items of G^2."""
+    from genrec_core.models.cfgan.model import discriminator_loss, generator_loss
+
+    real, fake = torch.tensor([0.4, -1.2]), torch.tensor([-0.3, 2.0])
+    generated = torch.tensor([[0.2, 0.9, 0.5], [0.1, 0.3, 0.7]])
+    zr = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    sig = torch.sigmoid
+    d_expected = (-torch.log(sig(real)) - torch.log(1 - sig(fake))).mean()
+    g_expected = (torch.log(1 - sig(fake)) + 0.5 * torch.tensor([0.2**2 + 0.5**2, 0.3**2])).mean()
+    torch.testing.assert_close(discriminator_loss(real, fake), d_expected)
+    torch.testing.assert_close(generator_loss(fake, generated, zr, 0.5), g_expected)
+
+
+def test_mult_vae_loss_matches_the_reference_formula():
+    """Liang et al. 2018, eq. for the annealed ELBO: -E[log p(x|z)] + beta * KL(N(mu, sigma^2) || N(0, I))."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 6))
+    x = (rng.random((4, 6)) < 0.4).astype(float)
+    mu, logvar = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)) * 0.3
+    beta = 0.15
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    neg_ll = -(log_softmax * x).sum(axis=1).mean()
+    kl = (0.5 * (np.exp(logvar) + mu**2 - 1.0 - logvar)).sum(axis=1).mean()
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    loss, got_nll, got_kl = mult_vae_loss(t(logits), t(x), t(mu), t(logvar), beta)
+    assert got_nll.item() == pytest.approx(neg_ll, rel=1e-12)
+    assert got_kl.item() == pytest.approx(kl, rel=1e-12)
+    assert loss.item() == pytest.approx(neg_ll + beta * kl, rel=1e-12)
+
+
+def test_mult_vae_sparse_scoring_equals_the_dense_network():
+    data = two_block_interactions()
+    model = MultVAE(MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=2, batch_size=20)).fit(data, OPTIONS)
+    weighted = data.matrix.copy()
+    weighted.data = weighted.data * 3.0  # weights > 1 are binarised, as in training
+    with torch.no_grad():
+        dense = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32))
+        expected, _, _ = model.net(dense)
+    torch.testing.assert_close(model.score(weighted), expected, atol=1e-5, rtol=1e-5)
+
+
+class TestEASE(ModelContract):
+    @classmethod
+    def make_model(cls) -> Recommender:
+        return EASE(EASEConfig(l2=10.0))
+
+    def test_matches_the_closed_form(self):
+        x = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 0, 1, 1], [0, 0, 1, 1]], dtype=np.float64)
+        l2 = 2.0
+        p = np.linalg.inv(x.T @ x + l2 * np.eye(4))
+        b = -p / np.diag(p)[None, :]
+        np.fill_diagonal(b, 0.0)
+        data = Interactions(
+            sp.csr_matrix(x.astype(np.float32)),
+            Vocabulary(np.array(list("abcd"), dtype=object)),
+            Vocabulary(np.array(list("wxyz"), dtype=object)),
+        )
+        model = EASE(EASEConfig(l2=l2)).fit(data, OPTIONS)
+        np.testing.assert_allclose(model.weights.numpy(), b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.score(data.matrix).numpy(), x @ b, rtol=1e-5, atol=1e-5)
+
+    def test_refuses_a_catalogue_too_large(self, data):
+        with pytest.raises(ValueError, match="max_items"):
+            EASE(EASEConfig(max_items=5)).fit(data, OPTIONS)
+
+
+class TestItemKNN(ModelContract):
+    @classmethod
+    def make_model(cls) -> Recommender:
+        return ItemKNN(ItemKNNConfig(neighbors=5, shrink=1.0))
+
+    def test_similarity_is_shrunk_cosine_with_k_neighbors(self):
+        x = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float32)
+        data = Interactions(
+            sp.csr_matrix(x),
+            Vocabulary(np.array(list("abc"), dtype=object)),
+            Vocabulary(np.array(list("xyz"), dtype=object)),
+        )
+        model = ItemKNN(ItemKNNConfig(neighbors=1, shrink=0.5)).fit(data, OPTIONS)
+        co = x.T @ x
+        norms = np.sqrt(np.diag(co))
+        sim = co / (np.outer(norms, norms) + 0.5)
+        np.fill_diagonal(sim, 0.0)
+        got = model.similarity.toarray()
+        for j in range(3):  # one neighbour kept per item (column): the most similar
+            i = int(np.argmax(sim[:, j]))
+            assert got[i, j] == pytest.approx(sim[i, j]) and np.count_nonzero(got[:, j]) == 1
+
+
+def test_mult_vae_early_stopping_restores_the_best_validation_epoch():
+    from genrec_core.models.base import Validation
+    from genrec_core.ranking.metrics import evaluate
+
+    data = two_block_interactions(users_per_block=40, per_user=8, seed=4)
+    # hold out one item per user for validation
+    fit = data.matrix.tolil(copy=True)
+    valid = sp.lil_matrix(data.matrix.shape, dtype=np.float32)
+    for u in range(data.n_users):
+        item = data.matrix[u].indices[0]
+        fit[u, item] = 0
+        valid[u, item] = 1
+    fit, valid = fit.tocsr(), valid.tocsr()
+    fit.eliminate_zeros()
+    validation = Validation(fit, valid, k=5, patience=3)
+    model = MultVAE(MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=40, batch_size=20, total_anneal_steps=50))
+    model.fit(Interactions(fit, data.users, data.items), FitOptions(seed=1, threads=2, validation=validation))
+    log = model.training_log
+    assert all("val_ndcg" in entry for entry in log)
+    best = max(entry["val_ndcg"] for entry in log)
+    assert model.best_epoch == next(e["epoch"] for e in log if e["val_ndcg"] == best)
+    assert len(log) == 40 or len(log) - model.best_epoch == 3  # stopped after `patience` epochs without gain
+    assert evaluate(model, fit, valid, 5)["ndcg@5"] == pytest.approx(best)

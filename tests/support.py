@@ -1,0 +1,123 @@
+"""Helpers the tests share: tiny deterministic data, fast settings, and readers of what a run wrote.
+
+Tests import these from here; no test imports conftest or another test module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from genrec_core.config import Settings, load_settings
+from genrec_core.data.interactions import Interactions, Vocabulary
+from genrec_core.dev.generate import LogSpec
+from genrec_core.storage import join
+
+RUN_DATE = dt.date(2026, 11, 20)
+TINY = LogSpec(users=300, items=120, days=6, end_date=RUN_DATE, seed=3)
+FAST_VAE = {"epochs": 40, "hidden_dim": 64, "latent_dim": 16, "batch_size": 50, "total_anneal_steps": 200}
+S3_KEYS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
+
+
+def make_settings(events_uri: str, output_uri: str, **extra: object) -> Settings:
+    """Settings for a fast test run."""
+    values: dict[str, object] = {
+        "events_uri": events_uri,
+        "output_uri": output_uri,
+        "lookback_days": TINY.days,
+        "k": 10,
+        "spark_master": "local[2]",
+        "spark_driver_memory": "1g",
+        "torch_threads": 2,
+        "mult_vae": FAST_VAE,
+    }
+    values.update(extra)
+    return load_settings(**values)
+
+
+def two_block_interactions(
+    users_per_block: int = 30, items_per_block: int = 12, per_user: int = 6, seed: int = 0
+) -> Interactions:
+    """Users 0..n-1 use items of block 0, users n..2n-1 items of block 1 (per_user items each)."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for block in range(2):
+        for u in range(users_per_block):
+            chosen = rng.choice(items_per_block, size=per_user, replace=False) + block * items_per_block
+            rows += [block * users_per_block + u] * per_user
+            cols += chosen.tolist()
+    n_users, n_items = 2 * users_per_block, 2 * items_per_block
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    users = Vocabulary(np.array([f"u{i}" for i in range(n_users)], dtype=object))
+    items = Vocabulary(np.array([f"i{i}" for i in range(n_items)], dtype=object))
+    return Interactions(matrix, users, items)
+
+
+def lists(run_date: dt.date, users: int, k: int, model: str = "m") -> pa.Table:
+    rows = [(run_date, f"u{u}", r, f"i{(u + r) % 50}", 1.0 / r, model) for u in range(users) for r in range(1, k + 1)]
+    cols = list(zip(*rows)) or [[]] * 6
+    return pa.table(
+        {
+            "run_date": pa.array(cols[0], pa.date32()),
+            "user_id": pa.array(cols[1], pa.string()),
+            "rank": pa.array(cols[2], pa.int32()),
+            "item_id": pa.array(cols[3], pa.string()),
+            "score": pa.array(cols[4], pa.float64()),
+            "model": pa.array(cols[5], pa.string()),
+            "source": pa.array(["model"] * len(rows), pa.string()),
+        }
+    )
+
+
+def query(dsn: str, sql: str, *args: object) -> list[tuple]:
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute(sql, args or None)
+        result = cur.fetchall()
+    conn.close()
+    return result
+
+
+def fetch(dsn: str, sql: str, *args: object) -> pd.DataFrame:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args or None)
+            return pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
+    finally:
+        conn.close()
+
+
+def seen_pairs(storage, events_uri: str, run_date: dt.date, days: int) -> set[tuple[str, str]]:
+    """Independent oracle: every (user, item) in the raw log of the window, read straight from the files."""
+    frames = []
+    for n in range(days):
+        day = run_date - dt.timedelta(days=n)
+        frames.append(storage.read_table(join(events_uri, f"dt={day}")).to_pandas())
+    raw = pd.concat(frames)
+    return set(zip(raw.user_id, raw.item_id))
+
+
+def assert_lists_are_complete_and_unseen(recs: pd.DataFrame, seen: set[tuple[str, str]], k: int) -> None:
+    users_with_history = {u for u, _ in seen}
+    assert set(recs.user_id) == users_with_history
+    per_user = recs.groupby("user_id")
+    assert (per_user.size() == k).all()
+    assert (per_user.item_id.nunique() == k).all()
+    assert (per_user["rank"].apply(lambda r: sorted(r) == list(range(1, k + 1)))).all()
+    recommended = set(zip(recs.user_id, recs.item_id))
+    assert not recommended & seen
+
+
+def vocab_ids(uri: str, name: str) -> list[str]:
+    return pq.read_table(f"{uri.removeprefix('file://')}/vocab/{name}").to_pandas().sort_values("idx").id.tolist()
+
+
+def quarantine_rows(out) -> pd.DataFrame:
+    return pq.read_table(out / "extract" / f"dt={RUN_DATE}" / "quarantine").to_pandas()

@@ -1,0 +1,60 @@
+"""The benchmark record: saved results carry their provenance, and bench/README.md's tables are exactly
+what `genrec bench report` writes from the committed results (no hand edits drift)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genrec_core.dev.benchmarks import record, report
+
+SCORING = {"pipeline_users_per_s": 2500, "floor_users_per_s": 3200, "ratio": 0.781, "peak_rss_mb": 1100.5}
+
+
+def test_committed_tables_are_what_the_report_writes():
+    text = report.README.read_text()
+    assert report.render_readme(text, report.sections(report.named_records())) == text, (
+        "bench/README.md differs from the saved results: run `genrec bench report` (make bench-report)"
+    )
+
+
+def test_every_committed_result_names_its_commit_machine_and_command():
+    records = report.named_records()
+    assert records, "no saved benchmark results under bench/results/"
+    for name, saved in records:
+        assert len(saved["commit"]) == 40 and saved["machine"]["cores"] and saved["command"].startswith("genrec "), name
+        assert saved["bench"] in {"quality", "scoring", "publish", "extract"} and saved["result"], name
+
+
+def test_save_records_provenance_and_the_report_tabulates_and_plots_it(tmp_path):
+    path = record.save("scoring", "10k-users-2k-items", SCORING, ["bench", "scoring", "--save"], root=tmp_path)
+    saved = json.loads(path.read_text())
+    assert path.name == "scoring-10k-users-2k-items.json"
+    assert saved["command"] == "genrec bench scoring --save" and saved["result"] == SCORING
+    assert saved["versions"]["torch"] and saved["versions"]["numpy"] and saved["machine"]["memory_gb"] > 0
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- report:scoring -->\nstale\n<!-- /report:scoring -->\nend\n")
+    blocks = report.sections(report.named_records(tmp_path))
+    out = report.render_readme(readme.read_text(), {"scoring": blocks["scoring"]})
+    assert "stale" not in out and "| 10k-users-2k-items | 2,500 | 3,200 | 0.781 |" in out
+    assert out.startswith("intro\n") and out.endswith("end\n")
+    plots = report.draw_plots(report.named_records(tmp_path), tmp_path / "docs")
+    assert [p.name for p in plots] == ["bench-scoring.png"]
+    assert plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plots[0].stat().st_size > 5000
+
+
+def test_a_readme_without_the_markers_is_refused():
+    with pytest.raises(ValueError, match="report:scoring"):
+        report.render_readme("no markers here\n", {"scoring": ["| x |"]})
+
+
+def test_the_cli_saves_a_bench_run_under_its_case(tmp_path, monkeypatch, capsys):
+    from genrec_core import cli
+
+    monkeypatch.setattr(record, "RESULTS_DIR", tmp_path)
+    argv = ["bench", "scoring", "--users", "3000", "--items", "400", "--chunk-size", "500", "--save"]
+    assert cli.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.loads((tmp_path / "scoring-3k-users-400-items.json").read_text())
+    assert saved["result"] == printed and saved["command"] == "genrec " + " ".join(argv)
