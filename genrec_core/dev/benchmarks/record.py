@@ -80,7 +80,8 @@ def provenance(argv: list[str]) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     versions["postgres_server"] = _postgres_version()
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # the results folder itself does not count: saving one result must not mark the next run dirty
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
     return {
         "commit": _git("rev-parse", "HEAD"),
         "commit_dirty": bool(dirty) if dirty is not None else None,
