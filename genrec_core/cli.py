@@ -190,10 +190,10 @@ BENCH_CASES = {
 }
 
 
-def _save_bench(args: argparse.Namespace, argv: list[str], result: Any) -> None:
+def _save_bench(args: argparse.Namespace, measured: dict[str, Any], result: Any) -> None:
     from genrec_core.dev.benchmarks import record
 
-    path = record.save(args.bench_command, BENCH_CASES[args.bench_command](args), result, argv)
+    path = record.save(args.bench_command, BENCH_CASES[args.bench_command](args), result, measured=measured)
     print(f"genrec: saved {path}", file=sys.stderr)
 
 
@@ -299,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    measured = None
+    if getattr(args, "save", False):  # the commit and tree being measured: as they are when the run starts
+        from genrec_core.dev.benchmarks.record import provenance
+
+        measured = provenance(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,
@@ -309,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     except GenrecError as exc:
         print(f"genrec: error: {exc}", file=sys.stderr)
         return 2
-    if getattr(args, "save", False):
-        _save_bench(args, argv, result)
+    if measured is not None:
+        _save_bench(args, measured, result)
     for line in result if isinstance(result, list) else [result]:
         print(json.dumps(line, default=str, sort_keys=True))
     return 0

@@ -98,9 +98,17 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     }
 
 
-def save(bench: str, case: str, result: Any, argv: list[str] | None = None, root: Path | None = None) -> Path:
-    """Write one run's result with its provenance; returns the file."""
-    record = {"bench": bench, "case": case, **provenance(sys.argv[1:] if argv is None else argv), "result": result}
+def save(
+    bench: str,
+    case: str,
+    result: Any,
+    argv: list[str] | None = None,
+    root: Path | None = None,
+    measured: dict[str, Any] | None = None,
+) -> Path:
+    """Write one run's result with its provenance (`measured`: taken when the run started; else now)."""
+    origin = measured if measured is not None else provenance(sys.argv[1:] if argv is None else argv)
+    record = {"bench": bench, "case": case, **origin, "result": result}
     path = result_path(bench, case, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
