@@ -168,33 +168,35 @@ def _keep_markers(body: str) -> Callable[[re.Match[str]], str]:
     return lambda match: match.group(1) + body + match.group(2)
 
 
+Floors = list[tuple[str, list[float | None]]]  # (name, one value per bar or None), measured in the same run
+FLOOR_COLORS = ("#C44E52", "#DD8452", "#937860")
+
+
 def _bars(
     path: Path,
     title: str,
     unit: str,
     labels: list[str],
     values: list[float],
-    floors: list[float | None],
+    floors: Floors | None = None,
     references: tuple[tuple[str, float], ...] = (),
 ) -> None:
-    """Horizontal bars, each with its floor (same run) drawn as a line across it; references as dashed lines."""
+    """Horizontal bars, each with its floors (same run) drawn as lines across it; references as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.6))
+    legend_rows = len(floors or []) + len(references)
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.4 + 0.25 * legend_rows), layout="constrained")
     positions = list(range(len(labels)))
     ax.barh(positions, values, color="#4C72B0")
-    for y, floor in zip(positions, floors):
-        if floor is not None:
-            ax.plot(
-                [floor, floor],
-                [y - 0.4, y + 0.4],
-                color="#C44E52",
-                linewidth=2.5,
-                label="floor (same run)" if y == next(i for i, f in enumerate(floors) if f is not None) else None,
-            )
+    floors = floors or []
+    for (name, per_bar), color in zip(floors, FLOOR_COLORS):
+        drawn = [(y, floor) for y, floor in zip(positions, per_bar) if floor is not None]
+        for i, (y, floor) in enumerate(drawn):
+            ax.plot([floor, floor], [y - 0.4, y + 0.4], color=color, linewidth=2.5, label=name if i == 0 else None)
     for (label, value), color in zip(references, ("#55A868", "#8172B2", "#CCB974")):
         ax.axvline(value, linestyle="--", color=color, linewidth=1.2, label=f"{label}: {value:.3f}")
     for y, value in zip(positions, values):
@@ -204,16 +206,11 @@ def _bars(
     ax.invert_yaxis()
     ax.set_xlabel(unit)
     ax.set_title(title)
-    if references or any(f is not None for f in floors):
-        ax.legend(
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.18 - 0.6 / max(len(labels), 1)),
-            fontsize=8,
-            frameon=False,
-            ncol=1,
-        )
+    if max(values, default=0) >= 1000:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    if legend_rows:
+        fig.legend(loc="outside lower center", fontsize=8, frameon=False)
     ax.margins(x=0.12)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -232,40 +229,43 @@ def draw_plots(records: list[tuple[str, dict[str, Any]]], docs: Path = DOCS) -> 
             "NDCG@20",
             [r["model"] for r in rows],
             [r["metrics"]["ndcg@20"] for r in rows],
-            [None] * len(rows),
+            [],
             refs,
         )
         written.append(path)
-    throughput = [
-        ("scoring", "Scoring: users/s against matmul + top-k", "users/s", "pipeline_users_per_s", "floor_users_per_s"),
+    throughput: list[tuple[str, str, str, str, list[tuple[str, str]]]] = [
+        (
+            "scoring",
+            "Scoring: users/s against matmul + top-k",
+            "users/s",
+            "pipeline_users_per_s",
+            [("floor: decoder matmul + top-k (same run)", "floor_users_per_s")],
+        ),
         (
             "publish",
-            "Postgres publish: rows/s against a raw CSV COPY",
+            "Postgres publish: rows/s against raw COPY",
             "rows/s",
             "publish_rows_per_s",
-            "copy_floor_rows_per_s",
+            [
+                ("floor: raw CSV COPY (same run)", "copy_floor_rows_per_s"),
+                ("floor: raw binary COPY (same run)", "copy_floor_binary_rows_per_s"),
+            ],
         ),
         (
             "extract",
             "Spark extract: events/s against read + groupBy",
             "events/s",
             "full_events_per_s",
-            "floor_events_per_s",
+            [("floor: read + groupBy (same run)", "floor_events_per_s")],
         ),
     ]
-    for bench, title, unit, value_key, floor_key in throughput:
+    for bench, title, unit, value_key, floor_keys in throughput:
         chosen = _by_bench(records, bench)
         if not chosen:
             continue
         path = docs / f"bench-{bench}.png"
-        _bars(
-            path,
-            title,
-            unit,
-            [r["case"] for _, r in chosen],
-            [r["result"][value_key] for _, r in chosen],
-            [r["result"].get(floor_key) for _, r in chosen],
-        )
+        floors = [(name, [r["result"].get(key) for _, r in chosen]) for name, key in floor_keys]
+        _bars(path, title, unit, [r["case"] for _, r in chosen], [r["result"][value_key] for _, r in chosen], floors)
         written.append(path)
     return written
 
