@@ -7,9 +7,11 @@ covers (`data_interval_start`). A run triggered at time T (nightly, manual or
 a backfill of logical dates D1..D2 processes exactly those days.
 
 extract (Spark, partitions through D) -> data checks -> train (days before D; `mode`:
-fine-tune from the model of D-1 or full retrain, see genrec_core/train/plan.py) ->
-evaluate (held-out day D) -> quality gate (beat popularity, stay within a margin of
-the model published for D-1) -> score (mapped over shards) -> publish S3, then
+fine-tune from the model of D-1 or full retrain, see genrec_core/train/plan.py; with
+`model = auto` a full retrain first selects the served model on D-1, see
+genrec_core/train/selection.py) -> evaluate (held-out day D) -> quality gate (beat
+popularity, stay within a margin of the strongest closed-form baseline and of the
+model published for D-1) -> score (mapped over shards) -> publish S3, then
 Postgres (partition D, swapped in atomically; updates the `genrec_recommendations`
 Asset) -> record run. A gate rejection publishes nothing: the previous lists stay
 served and the run is recorded as `rejected` in `genrec.runs`.
@@ -33,7 +35,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from genrec_airflow.assets import RECOMMENDATIONS
 from genrec_airflow.notifiers import GenrecNotifier
-from genrec_core.config import configured_values
+from genrec_core.config import AUTO, configured_values
 from genrec_core.models.registry import model_names
 
 GPU_QUEUE = os.environ.get("GENREC_GPU_QUEUE", "gpu")
@@ -61,7 +63,13 @@ DEFAULT_ARGS = {
     tags=["genrec", "recommendations"],
     doc_md=__doc__,
     params={
-        "model": Param(CONFIGURED["model"], type="string", enum=list(model_names()), description="Model to train"),
+        "model": Param(
+            CONFIGURED["model"],
+            type="string",
+            enum=[AUTO, *model_names()],
+            description="auto: choose the served model on every full retrain (judged on the day before D); "
+            "or a model to train",
+        ),
         "mode": Param(
             CONFIGURED["train.mode"],
             type="string",

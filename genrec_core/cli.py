@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from genrec_core.errors import ConfigError, GenrecError
@@ -163,6 +164,26 @@ def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results  # printed one object per model, one per line
 
 
+def cmd_bench_nightly(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.dev.benchmarks import nightly_bench
+
+    try:
+        overrides = json.loads(args.settings) if args.settings else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--settings is not JSON: {exc}") from None
+    return nightly_bench.run(
+        args.users,
+        args.items,
+        args.events,
+        days=args.days,
+        nights=args.nights,
+        k=args.k,
+        seed=args.seed,
+        workdir=args.workdir,
+        overrides=overrides,
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.dev.demo import run_demo
 
@@ -187,6 +208,7 @@ BENCH_CASES = {
     "scoring": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items",
     "extract": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items-{a.days}d",
     "quality": lambda a: a.dataset if not a.models else f"{a.dataset}-{a.models.replace(',', '_')}",
+    "nightly": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items" + ("-custom" if a.settings else ""),
 }
 
 
@@ -286,6 +308,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bq.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bq.set_defaults(func=cmd_bench_quality)
+
+    bn = bench.add_parser(
+        "nightly", help="the default nightly path on a planted log: published lists against the best achievable"
+    )
+    bn.add_argument("--users", type=_positive, default=6000)
+    bn.add_argument("--items", type=_positive, default=2000)
+    bn.add_argument("--events", type=_positive, default=320_000, help="events over the days of the window")
+    bn.add_argument("--days", type=_positive, default=30)
+    bn.add_argument("--nights", type=_positive, default=2, help="the first retrains; the next fine-tune or refit")
+    bn.add_argument("--k", type=_positive, default=20)
+    bn.add_argument("--seed", type=int, default=0)
+    bn.add_argument("--workdir", type=Path, help="keep the log, outputs and Postgres here (default: a temp dir)")
+    bn.add_argument("--settings", help='JSON settings instead of the defaults, e.g. {"model": "ease"}')
+    bn.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
+    bn.set_defaults(func=cmd_bench_nightly)
 
     br = bench.add_parser("report", help="rebuild bench/README.md's tables and docs/ plots from bench/results/")
     br.set_defaults(func=cmd_bench_report)

@@ -18,8 +18,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from genrec_core.contract import DEFAULT_EVENT_WEIGHTS, EVENT_TYPES
 from genrec_core.errors import ConfigError
-from genrec_core.models.registry import model_names, model_spec, model_specs
+from genrec_core.models.registry import model_names, model_spec, model_specs, variant_names
 from genrec_core.models.spec import ModelConfig
+
+AUTO = "auto"  # `model = "auto"`: choose the served model on every full retrain (genrec_core/train/selection.py)
+METRIC_NAMES = ("ndcg", "recall", "precision", "map")
 
 # The TOML file of the `load_settings` call in progress (so loading never touches os.environ).
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("genrec_config_file", default=None)
@@ -37,6 +40,45 @@ class TuningConfig(_Section):
     trials: int = Field(20, ge=1, description="most trials per search")
     timeout_minutes: float | None = Field(60.0, gt=0, description="wall-clock budget of one search; None = trials only")
     patience: int = Field(5, ge=1, description="early stopping of a neural trial, in epochs")
+
+
+class SelectionConfig(_Section):
+    """How `model = "auto"` chooses the served model on each full retrain (genrec_core/train/selection.py):
+    every candidate is fitted on the window's days before D-1 and judged on D-1, so day D stays unseen
+    for the gate; the winner is trained on all days before D, and fine-tune nights continue it."""
+
+    candidates: tuple[str, ...] | None = Field(
+        None,
+        description="models to try, e.g. ['ease', 'rec_vae+ease']; None = every registered model, and "
+        "<model>+ease for the generative ones, that fits the catalogue",
+    )
+    metric: Literal["ndcg", "recall", "precision", "map"] = Field("ndcg", description="judged at k on day D-1")
+    budget_minutes: float = Field(
+        30.0, gt=0, description="wall clock of one selection; a candidate still training then is skipped"
+    )
+    patience: int = Field(5, ge=1, description="epochs without a better validation score end a neural candidate")
+    max_epochs: int = Field(
+        200,
+        ge=1,
+        description="cap of a neural candidate's epochs (early stopping ends it sooner); the winner "
+        "is then trained for its best epoch count",
+    )
+    fallback: tuple[str, ...] = Field(
+        ("ease", "item_knn", "popularity"),
+        description="served, first that fits, when there is no day D-1 to judge on (the window is too short)",
+    )
+
+    @field_validator("candidates", "fallback")
+    @classmethod
+    def _known_variants(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        unknown = [name for name in value if name not in variant_names()]
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; expected some of {list(variant_names())}")
+        if not value:
+            raise ValueError("name at least one model, or leave the setting out for every model")
+        return value
 
 
 class ExtractConfig(_Section):
@@ -65,6 +107,10 @@ class GateConfig(_Section):
     metric: Literal["ndcg", "recall", "precision"] = Field("ndcg", description="compared at k")
     margin: float = Field(0.05, ge=0.0, lt=1.0, description="allowed relative drop below the champion")
     min_users: int = Field(10, ge=1, description="fewest users with held-out items for a meaningful comparison")
+    compare_baselines: bool = Field(
+        True,
+        description="also reject a model more than `margin` below the strongest closed-form baseline (EASE, ItemKNN)",
+    )
 
 
 class ScoreConfig(_Section):
@@ -147,7 +193,9 @@ class Settings(BaseSettings):
 
     events_uri: str = "file://./.state/demo/events"
     output_uri: str = "file://./.state/demo/output"
-    model: str = Field("mult_vae", description="a registered model (genrec_core/models/registry.py)")
+    model: str = Field(
+        AUTO, description="'auto' (choose on every full retrain) or a registered model (genrec_core/models/registry.py)"
+    )
     k: int = Field(10, ge=1, le=1000)
     lookback_days: int = Field(30, ge=2, le=3650)
     seed: int = 42
@@ -165,6 +213,7 @@ class Settings(BaseSettings):
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     force_publish: bool = Field(False, description="publish even when the quality gate rejects (recorded as forced)")
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -182,11 +231,20 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(_moved_setting_message(old) for old in moved))
         return values
 
+    @model_validator(mode="after")
+    def _tuning_needs_a_named_model(self) -> Settings:
+        if self.tuning.enabled and self.model == AUTO:
+            raise ValueError(
+                "tuning.enabled needs a named model: with model = 'auto' the selection chooses the model and "
+                "its recipe on day D-1 itself; set model to the one to tune, or turn tuning off"
+            )
+        return self
+
     @field_validator("model")
     @classmethod
     def _registered_model(cls, value: str) -> str:
-        if value not in model_names():
-            raise ValueError(f"unknown model {value!r}; expected one of {list(model_names())}")
+        if value != AUTO and value not in model_names():
+            raise ValueError(f"unknown model {value!r}; expected {AUTO!r} or one of {list(model_names())}")
         return value
 
     @field_validator("events_uri", "output_uri")
@@ -222,7 +280,10 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def model_section(self, name: str | None = None) -> ModelConfig | None:
-        """The typed config section of model `name` (default: the configured model); None if it has none."""
+        """The typed config section of model `name` (default: the configured model); None if it has none
+        (or for `auto`, which has a section per candidate)."""
+        if (name or self.model) == AUTO:
+            return None
         spec = model_spec(name or self.model)
         return getattr(self, spec.name) if spec.config_class is not None else None
 

@@ -19,3 +19,7 @@ class ServiceError(GenrecError):
 
 class GateRejected(GenrecError):
     """The quality gate refused to publish a run's lists (the reasons are in the message)."""
+
+
+class TrainingError(GenrecError):
+    """No model could be trained (e.g. every selection candidate failed); the message says why for each."""

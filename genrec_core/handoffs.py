@@ -49,9 +49,31 @@ def _rebuild(hint: Any, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class StageCost(Handoff):
+    """A stage's wall seconds and peak resident memory (genrec_core/meter.py)."""
+
+    seconds: float
+    peak_rss_mb: float  # the stage's own process
+    children_peak_rss_mb: float = 0.0  # its child processes together (Spark's JVM in local mode)
+
+    @classmethod
+    def worst(cls, costs: list[StageCost | None]) -> StageCost | None:
+        """Parallel parts of one stage (score shards): the longest time and the largest peaks."""
+        known = [c for c in costs if c is not None]
+        if not known:
+            return None
+        return cls(
+            max(c.seconds for c in known),
+            max(c.peak_rss_mb for c in known),
+            max(c.children_peak_rss_mb for c in known),
+        )
+
+
+@dataclass(frozen=True)
 class Extracted(Handoff):
     extract_uri: str
     stats: dict[str, Any]  # the extract's stats.json: per-day and window counts, rejects by reason, timings
+    cost: StageCost | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +84,14 @@ class Trained(Handoff):
     reason: str
     fit_seconds: float | None = None
     tuned: float | None = None  # the search's best validation score, when the config was tuned
+    selection: dict[str, Any] | None = None  # auto: this night's selection (winner, each candidate); None if none ran
+    selected_on: str | None = None  # auto: the date of the selection the served model comes from
+    cost: StageCost | None = None
 
     @property
     def version(self) -> str:
-        """Its name and the run date of the artifact, e.g. ``mult_vae@2026-11-20``."""
+        """The served model and the run date of its artifact, e.g. ``mult_vae@2026-11-20`` or
+        ``rec_vae+ease@2026-11-20`` (a generative model with its linear expert)."""
         return f"{self.model}@{run_date_of_uri(self.model_uri)}"
 
 
@@ -80,6 +106,8 @@ class Evaluated(Handoff):
     model: Metrics
     popularity: Metrics
     champion: Champion | None = None
+    baselines: dict[str, Metrics] = field(default_factory=dict)  # the closed-form baselines that fit, on day D
+    cost: StageCost | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +121,9 @@ class GateDecision(Handoff):
     champion_version: str | None = None
     popularity: float | None = None
     champion_metrics: Metrics | None = None
+    baseline: str | None = None  # the strongest closed-form baseline on the metric
+    baseline_value: float | None = None
+    cost: StageCost | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +136,7 @@ class Scored(Handoff):
     n_shards: int
     engine: str = "local"
     seconds: float = 0.0
+    cost: StageCost | None = None
 
     @classmethod
     def combine(cls, shards: list[Scored]) -> Scored:
@@ -121,6 +153,7 @@ class Scored(Handoff):
             first.n_shards,
             first.engine,
             max(s.seconds for s in shards),
+            StageCost.worst([s.cost for s in shards]),
         )
 
 
@@ -130,6 +163,7 @@ class PublishedObjects(Handoff):
     rows: int
     manifest: str
     retention_removed: list[str] = field(default_factory=list)
+    cost: StageCost | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +171,7 @@ class PublishedPostgres(Handoff):
     rows_published: int
     timings: dict[str, float] = field(default_factory=dict)
     dropped_dates: list[str] = field(default_factory=list)
+    cost: StageCost | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +216,32 @@ class RunRecord(Handoff):
         gate = {"gate": self.decision.to_xcom()} if self.decision is not None else {}
         return {**self.evaluated.model, **gate}
 
+    def stages(self) -> dict[str, dict[str, float]]:
+        """Wall seconds and peak RSS of each stage that ran and was measured, in run order."""
+        parts = {
+            "extract": self.extracted,
+            "train": self.trained,
+            "evaluate": self.evaluated,
+            "gate": self.decision,
+            "score": self.scored,
+            "publish_object_store": self.objects,
+            "publish_postgres": self.postgres,
+        }
+        costs = {name: getattr(part, "cost", None) for name, part in parts.items() if part is not None}
+        return {
+            name: {key: round(value, 2) for key, value in dataclasses.asdict(cost).items()}
+            for name, cost in costs.items()
+            if cost is not None
+        }
+
+    def selection(self) -> dict[str, Any] | None:
+        """This night's model selection (auto), or where the served model's selection came from."""
+        if self.trained.selection is not None:
+            return self.trained.selection
+        if self.trained.selected_on is not None:
+            return {"winner": self.trained.model, "selected_on": self.trained.selected_on}
+        return None
+
     def for_postgres(self) -> dict[str, Any]:
         """What `genrec.runs` stores of the run (publish and rejection alike)."""
         return {
@@ -189,6 +250,8 @@ class RunRecord(Handoff):
             "metrics": self.metrics(),
             "artifacts": self.artifacts(),
             "started_at": self.started_at,
+            "selection": self.selection(),
+            "stages": self.stages(),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -208,9 +271,11 @@ class RunRecord(Handoff):
                 "reason": self.trained.reason,
                 "fit_seconds": self.trained.fit_seconds,
             },
+            "selection": self.selection(),
             "metrics": self.evaluated.model,
-            "baseline_metrics": {"popularity": self.evaluated.popularity},
+            "baseline_metrics": {"popularity": self.evaluated.popularity, **self.evaluated.baselines},
             "gate": self.decision.to_xcom() if self.decision is not None else None,
             "rows_published": self.postgres.rows_published if self.postgres is not None else 0,
+            "stages": self.stages(),
             "uris": self.artifacts(),
         }

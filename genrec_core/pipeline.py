@@ -8,13 +8,15 @@ is keyed on the run date D and is safe to rerun: it replaces what an earlier att
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from genrec_core import layout
-from genrec_core.config import Settings
+from genrec_core.config import AUTO, Settings
 from genrec_core.data.interactions import ExtractedData
 from genrec_core.errors import ConfigError, DataError, GateRejected
 from genrec_core.handoffs import (
@@ -26,12 +28,39 @@ from genrec_core.handoffs import (
     PublishedPostgres,
     RunRecord,
     Scored,
+    StageCost,
     Trained,
 )
+from genrec_core.meter import metered
 from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.storage import Storage, join
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+H = TypeVar("H", Extracted, Trained, Evaluated, GateDecision, Scored, PublishedObjects, PublishedPostgres)
+
+
+def _metered(stage: Callable[P, H]) -> Callable[P, H]:
+    """Run a stage under the meter; its handoff carries the stage's wall seconds and peak RSS (`cost`)."""
+
+    @functools.wraps(stage)
+    def run(*args: P.args, **kwargs: P.kwargs) -> H:
+        with metered() as reading:
+            result = stage(*args, **kwargs)
+        log.info(
+            "stage %s: %.1f s, peak RSS %.0f MB (child processes %.0f MB)",
+            stage.__name__,
+            reading.seconds,
+            reading.peak_rss_mb,
+            reading.children_peak_rss_mb,
+        )
+        cost = StageCost(
+            round(reading.seconds, 3), round(reading.peak_rss_mb, 1), round(reading.children_peak_rss_mb, 1)
+        )
+        return replace(result, cost=cost)
+
+    return run
 
 
 def parse_run_date(value: str | dt.date | dt.datetime) -> dt.date:
@@ -65,6 +94,7 @@ def _fit_options(settings: Settings) -> FitOptions:
 # ---- extract ---------------------------------------------------------------------------------
 
 
+@_metered
 def extract(settings: Settings, run_date: dt.date) -> Extracted:
     """Spark extract for D: the extract's URI and its data statistics."""
     from genrec_core.extract.job import run_extract
@@ -115,39 +145,52 @@ def _checkpoint_dir(settings: Settings, run_date: dt.date) -> str:
     return str(root / settings.model / f"dt={run_date}")
 
 
+@_metered
 def train(settings: Settings, run_date: dt.date, extracted: Extracted) -> Trained:
-    """Fit the configured model on the window's days before D (a fine-tune from D-1's model or a full
-    retrain, see genrec_core/train/plan.py); save it under models/<model>/dt=D/ with its plan."""
+    """Fit the served model on the window's days before D (a fine-tune from D-1's model or a full retrain,
+    see genrec_core/train/plan.py; with `model = "auto"` a full retrain first selects the model, see
+    genrec_core/train/selection.py); save it under models/<model or auto>/dt=D/ with its plan."""
     import shutil
 
-    from genrec_core.models.registry import build_model, load_model, model_spec
+    from genrec_core.models.registry import build_model, load_model, model_spec, variant, variant_of
     from genrec_core.train.plan import FINETUNE, PLAN_FILE, TUNING_FILE, plan_training
+    from genrec_core.train.selection import SELECTION_FILE
 
     storage = _storage(settings)
     data = ExtractedData(extracted.extract_uri, run_date, storage)
     train_set, _, _ = data.split()
     if train_set.matrix.nnz == 0:
         raise DataError(f"no training interactions before {run_date} in the window; need at least two days of data")
-    spec = model_spec(settings.model)
+    auto = settings.model == AUTO
     previous = run_date - dt.timedelta(days=1)
-    published_before = is_published(settings, previous) if spec.fine_tunable else None
+    published_before = is_published(settings, previous) if auto or model_spec(settings.model).fine_tunable else None
     plan = plan_training(settings, run_date, train_set.items, storage, published_before)
     options = _fit_options(settings)
-    tuning = None
-    config = settings.model_section()
+    checkpoints = _checkpoint_dir(settings, run_date)
+    tuning = selection = None
+    name, config = settings.model, settings.model_section()
+    if plan.select:
+        selection = _select(settings, data, run_date, options, checkpoints)
+        name = selection["winner"]
+        config = variant(name)[0].parse_config(selection["config"])
+    elif auto:
+        assert plan.base_uri is not None
+        selection_file = storage.read_json(join(plan.base_uri, SELECTION_FILE))
+        name = selection_file["winner"]
+        config = variant(name)[0].parse_config(storage.read_json(join(plan.base_uri, "config.json"))["config"])
+    spec = variant(name)[0]
     if plan.mode == FINETUNE:
         assert plan.base_uri is not None
         base = load_model(plan.base_uri, storage, options.device)
         options = replace(options, warm_start=base)
         config = getattr(base, "config", config)  # a fine-tune continues the base's network and config
-    elif settings.tuning.enabled and spec.search_space is not None:
+    elif not auto and settings.tuning.enabled and spec.search_space is not None:
         tuning = _tune(settings, data, run_date, options)
         if "best_config" in tuning:  # else the search was skipped and says why
             config = spec.parse_config(tuning["best_config"])
-    model = build_model(settings.model, config)
-    checkpoints = _checkpoint_dir(settings, run_date)
+    model = build_model(spec.name, config)
     options = replace(options, checkpoint_dir=checkpoints)
-    log.info("train %s for %s: %s (%s)", settings.model, run_date, plan.mode, plan.reason)
+    log.info("train %s for %s: %s (%s)", name, run_date, plan.mode, plan.reason)
     model.fit(train_set, options)
     uri = layout.model_uri(settings.output_uri, settings.model, run_date)
     storage.delete_dir(uri)
@@ -155,11 +198,51 @@ def train(settings: Settings, run_date: dt.date, extracted: Extracted) -> Traine
     storage.copy_dir(join(extracted.extract_uri, "vocab"), join(uri, "vocab"))
     if tuning is not None:
         storage.write_json(join(uri, TUNING_FILE), tuning)
+    if selection is not None:
+        storage.write_json(join(uri, SELECTION_FILE), selection)
+    elif auto:
+        assert plan.base_uri is not None
+        storage.write_json(join(uri, SELECTION_FILE), storage.read_json(join(plan.base_uri, SELECTION_FILE)))
     storage.write_json(join(uri, PLAN_FILE), plan.to_json())  # written last: marks a complete artifact
     shutil.rmtree(checkpoints, ignore_errors=True)
     return Trained(
-        uri, settings.model, plan.mode, plan.reason, model.fit_seconds, tuning.get("best_value") if tuning else None
+        uri,
+        variant_of(model),
+        plan.mode,
+        plan.reason,
+        model.fit_seconds,
+        tuning.get("best_value") if tuning else None,
+        selection=_selection_summary(selection) if selection is not None else None,
+        selected_on=plan.last_full_retrain if auto else None,
     )
+
+
+def _select(
+    settings: Settings, data: ExtractedData, run_date: dt.date, options: FitOptions, checkpoints: str
+) -> dict[str, Any]:
+    """The selection before a full retrain of an auto line: candidates fitted on the days before D-1 and
+    judged on D-1 (D stays unseen); returns selection.json's content. Without interactions before or on
+    D-1 (a window of two days) nothing can be judged and the fallback model is served, saying why."""
+    from genrec_core.train.selection import select, unjudged
+
+    validation_day = run_date - dt.timedelta(days=1)
+    fit_set, validation_set, _ = data.split(holdout_day=validation_day)
+    if fit_set.matrix.nnz == 0 or validation_set.matrix.nnz == 0:
+        reason = f"no interactions before or on {validation_day} to judge candidates on"
+        result = unjudged(settings, fit_set.n_items, validation_day.isoformat(), reason)
+    else:
+        result = select(settings, fit_set, validation_set, validation_day.isoformat(), options, f"{checkpoints}/select")
+    return {**result.to_json(), "selected_on": run_date.isoformat()}
+
+
+def _selection_summary(selection: dict[str, Any]) -> dict[str, Any]:
+    """What the run record keeps of a selection: the winner and each candidate's score, time and status."""
+    keep = ("winner", "metric", "validation_day", "seconds", "reason")
+    candidates = [
+        {key: c.get(key) for key in ("name", "status", "score", "train_seconds", "best_epoch", "detail")}
+        for c in selection.get("candidates", [])
+    ]
+    return {**{key: selection.get(key) for key in keep}, "candidates": candidates}
 
 
 def _tune(settings: Settings, data: ExtractedData, run_date: dt.date, options: FitOptions) -> dict[str, Any]:
@@ -187,10 +270,13 @@ def _tune(settings: Settings, data: ExtractedData, run_date: dt.date, options: F
 # ---- evaluate and gate -----------------------------------------------------------------------
 
 
+@_metered
 def evaluate(settings: Settings, run_date: dt.date, extracted: Extracted, trained: Trained) -> Evaluated:
-    """Hold out day D: metrics@k of the model, the popularity baseline and the champion (the model
-    behind the newest date published before D, see genrec_core/evaluate/champion.py) on D's new interactions."""
+    """Hold out day D: metrics@k of the model, the popularity baseline, the closed-form baselines that fit
+    (genrec_core/evaluate/baselines.py) and the champion (the model behind the newest date published before D,
+    see genrec_core/evaluate/champion.py) on D's new interactions, all fitted on the days before D."""
     from genrec_core.evaluate import champion as champions
+    from genrec_core.evaluate.baselines import fit_baselines
     from genrec_core.models.popularity.model import Popularity
     from genrec_core.models.registry import load_model
     from genrec_core.ranking.metrics import evaluate as evaluate_model
@@ -210,9 +296,13 @@ def evaluate(settings: Settings, run_date: dt.date, extracted: Extracted, traine
     if manifest is not None:
         incumbent = champions.champion_model(manifest, storage, train_set.n_items, options.device)
         champion = Champion(manifest.get("model_version"), metrics_of(incumbent))
-    return Evaluated(metrics_of(model), metrics_of(Popularity().fit(train_set, options)), champion)
+    baselines = {}
+    if settings.gate.compare_baselines:
+        baselines = {name: metrics_of(fitted) for name, fitted in fit_baselines(settings, train_set, options).items()}
+    return Evaluated(metrics_of(model), metrics_of(Popularity().fit(train_set, options)), champion, baselines=baselines)
 
 
+@_metered
 def gate(settings: Settings, run_date: dt.date, record: RunRecord) -> GateDecision:
     """Champion/challenger gate on the evaluate stage's metrics; raise GateRejected (after recording the
     run as rejected) when it fails."""
@@ -228,6 +318,7 @@ def gate(settings: Settings, run_date: dt.date, record: RunRecord) -> GateDecisi
         settings.gate.margin,
         settings.gate.min_users,
         force=settings.force_publish,
+        baselines=evaluation.baselines,
     )
     if not decision.passed:
         if settings.pg_dsn is not None:
@@ -254,6 +345,7 @@ def gate(settings: Settings, run_date: dt.date, record: RunRecord) -> GateDecisi
 # ---- score -----------------------------------------------------------------------------------
 
 
+@_metered
 def score(settings: Settings, run_date: dt.date, extracted: Extracted, trained: Trained, shard: int = 0) -> Scored:
     """Top-k for every user with history through D in one shard; part files under scored/dt=D/."""
     from genrec_core.models.registry import load_model
@@ -279,7 +371,7 @@ def score(settings: Settings, run_date: dt.date, extracted: Extracted, trained: 
             scored_uri,
             item_filter,
             storage.s3_options,
-            settings.model,
+            trained.model,
             device,
         )
         marker = {key: sum(m[key] for m in markers) for key in ("users", "model_users", "fallback_users", "rows")}
@@ -287,7 +379,7 @@ def score(settings: Settings, run_date: dt.date, extracted: Extracted, trained: 
     else:
         model = load_model(trained.model_uri, storage, device=device)
         data = ExtractedData(extracted.extract_uri, run_date, storage)
-        marker = score_shard(data, model, request, item_filter, scored_uri, storage, settings.model)
+        marker = score_shard(data, model, request, item_filter, scored_uri, storage, trained.model)
         engine = "local"
     return Scored(
         scored_uri,
@@ -316,6 +408,7 @@ def _staged(settings: Settings, scored: Scored) -> tuple[Storage, list[str]]:
     return storage, staged_parts(storage, scored.scored_uri, settings.score.shards)
 
 
+@_metered
 def publish_object_store(settings: Settings, run_date: dt.date, record: RunRecord) -> PublishedObjects:
     """Copy D's lists under recommendations/dt=D/, write the manifest last, then apply retention."""
     from genrec_core.publish.object_store import MANIFEST, apply_object_retention
@@ -335,6 +428,7 @@ def publish_object_store(settings: Settings, run_date: dt.date, record: RunRecor
     )
 
 
+@_metered
 def publish_postgres(settings: Settings, run_date: dt.date, record: RunRecord) -> PublishedPostgres:
     """Swap D's lists into Postgres (migrations applied first); record the run; apply retention."""
     from genrec_core.publish.migrations import upgrade

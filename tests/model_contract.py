@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
 from genrec_core.data.interactions import Interactions, Vocabulary
-from genrec_core.models.base import FitOptions, Recommender
+from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.models.popularity.model import Popularity
 from genrec_core.models.registry import load_model, model_names
 from genrec_core.ranking.topk import iter_top_k
@@ -145,6 +148,21 @@ class NeuralContract(ModelContract):
         uri = (tmp_path / "tuned").as_uri()
         tuned.save(uri, Storage())
         torch.testing.assert_close(load_model(uri, Storage()).score(data.matrix), scores)
+
+    def test_each_epoch_logs_one_progress_line(self, data, caplog):
+        """Epoch, losses, the validation metric with the best so far, seconds and an ETA, at INFO."""
+        validation = Validation(data.matrix, data.matrix, k=5, patience=2)
+        with caplog.at_level(logging.INFO, logger="genrec_core.models.neural"):
+            model = self.make_model(epochs=4).fit(data, FitOptions(seed=1, threads=2, validation=validation))
+        lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
+        assert len(lines) == len(model.training_log) >= 1
+        pattern = (
+            rf"{model.name} epoch (\d+)/4: \w+ -?[\d.e+-]+.*, val ndcg@5 [\d.]+ "
+            r"\(best [\d.]+ at epoch \d+\), [\d.]+ s, ETA ≤ \d+ s$"
+        )
+        for number, line in enumerate(lines, start=1):
+            found = re.fullmatch(pattern, line)
+            assert found and int(found.group(1)) == number, line
 
     def test_warm_start_refuses_another_kind_of_model(self, data):
         with pytest.raises(ValueError, match="warm-start"):

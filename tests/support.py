@@ -26,8 +26,10 @@ S3_KEYS = {"access_key_id": "testing", "secret_access_key": "testing", "region":
 
 
 def make_settings(events_uri: str, output_uri: str, **extra: object) -> Settings:
-    """Settings for a fast test run."""
+    """Settings for a fast test run: a named model (mult_vae, small) unless `model` says otherwise; the
+    default `auto` runs a selection over every model, which the tests of the selection ask for by name."""
     values: dict[str, object] = {
+        "model": "mult_vae",
         "events_uri": events_uri,
         "output_uri": output_uri,
         "lookback_days": TINY.days,
@@ -39,6 +41,22 @@ def make_settings(events_uri: str, output_uri: str, **extra: object) -> Settings
     }
     values.update(extra)
     return load_settings(**values)
+
+
+def planted_days(
+    users: int = 300, items: int = 80, events: int = 6000, days: int = 8, seed: int = 0
+) -> tuple[Interactions, Interactions]:
+    """A tiny planted log (genrec_core/dev/planted.py) as (fit: its days before the last, validation: the last
+    day), the split a selection judges on."""
+    from genrec_core.dev.planted import PlantedSpec, plant
+
+    spec = PlantedSpec(users=users, items=items, days=days, end_date=RUN_DATE, events=events, seed=seed)
+    log = plant(spec)
+    last = RUN_DATE
+    user_vocab = Vocabulary(np.array([f"u{i}" for i in range(users)], dtype=object))
+    item_vocab = Vocabulary(np.array([f"i{i}" for i in range(items)], dtype=object))
+    fit = log.interactions(spec.first_day, last - dt.timedelta(days=1))
+    return Interactions(fit, user_vocab, item_vocab), Interactions(log.interactions(last, last), user_vocab, item_vocab)
 
 
 def two_block_interactions(

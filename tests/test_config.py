@@ -8,7 +8,20 @@ from genrec_core.errors import ConfigError
 
 def test_defaults_validate():
     settings = load_settings()
-    assert settings.model == "mult_vae" and settings.k == 10 and settings.mult_vae.hidden_dim == 600
+    assert settings.model == "auto" and settings.k == 10 and settings.mult_vae.hidden_dim == 600
+    assert settings.selection.candidates is None and settings.gate.compare_baselines
+    assert settings.model_section() is None and settings.model_section("ease") is settings.ease
+
+
+def test_the_docker_env_file_validates_and_serves_auto(monkeypatch):
+    from genrec_core.dev.paths import PROJECT_ROOT
+
+    for line in (PROJECT_ROOT / "docker" / "genrec.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name.strip(), value.strip())
+    settings = load_settings()
+    assert settings.model == "auto" and settings.score.shards == 4
 
 
 def test_env_overrides_nested_and_flat(monkeypatch):
@@ -28,7 +41,7 @@ def test_toml_file(tmp_path):
     path.write_text('model = "popularity"\nk = 5\n[mult_vae]\nlatent_dim = 32\n')
     settings = load_settings(path)
     assert (settings.model, settings.k, settings.mult_vae.latent_dim) == ("popularity", 5, 32)
-    assert "GENREC_CONFIG" not in os.environ and load_settings().model == "mult_vae"  # nothing leaks
+    assert "GENREC_CONFIG" not in os.environ and load_settings().model == "auto"  # nothing leaks
 
 
 def test_toml_file_from_env_and_env_beats_file(tmp_path, monkeypatch):
@@ -111,7 +124,7 @@ def test_model_choices_and_sections_come_from_the_registry():
         assert (section is None) == (spec.config_class is None)
         if section is not None:
             assert section == spec.default_config()
-    with pytest.raises(ConfigError, match="unknown model 'nope'; expected one of"):
+    with pytest.raises(ConfigError, match="unknown model 'nope'; expected 'auto' or one of"):
         load_settings(model="nope")
 
 

@@ -38,7 +38,8 @@ def test_nightly_run_over_s3_and_postgres(s3_settings, s3_storage):
     dsn = settings.pg_dsn.get_secret_value()
     summary = run_nightly(settings, RUN_DATE)
 
-    assert summary["run_date"] == "2026-11-20" and summary["model"] == "mult_vae"
+    # a named model; its linear expert is on by default when the catalogue fits (expert_max_items)
+    assert summary["run_date"] == "2026-11-20" and summary["model"] == "mult_vae+ease"
     assert summary["events_read"] > 0 and summary["events_rejected"] == 0
     assert 0.0 <= summary["metrics"]["ndcg@10"] <= 1.0 and summary["metrics"]["users_evaluated"] > 0
 
@@ -133,20 +134,27 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
         monkeypatch.setenv(key, value)
 
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).get_dag("genrec_nightly")
+    assert dag.params["model"] == "auto"  # the default: choose the served model on every full retrain
     # Two consecutive nights, D-1 then D; each triggered when its day has ended (its data interval is the day).
     for day in (RUN_DATE - dt.timedelta(days=1), RUN_DATE):
         after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         run = dag.test(logical_date=after)
         assert str(run.state) in ("success", "DagRunState.SUCCESS"), day
         assert run.data_interval_start.date() == day
-    # D-1 trained from scratch; D, with D-1 published, fine-tuned from D-1's model
+    # D-1 selected the served model on D-2 and trained it from scratch; D, with D-1 published, continued that
+    # winner (a fine-tune, or a closed-form refit) without selecting again
+    line = join(settings.output_uri, "models", "auto")
     plans = {
-        day: s3_storage.read_json(join(settings.output_uri, "models", "mult_vae", f"dt={day}", "training.json"))
-        for day in ("2026-11-19", "2026-11-20")
+        day: s3_storage.read_json(join(line, f"dt={day}", "training.json")) for day in ("2026-11-19", "2026-11-20")
     }
-    assert plans["2026-11-19"]["mode"] == "retrain"
-    assert plans["2026-11-20"]["mode"] == "finetune"
-    assert plans["2026-11-20"]["base_uri"] == join(settings.output_uri, "models", "mult_vae", "dt=2026-11-19")
+    assert plans["2026-11-19"]["mode"] == "retrain" and plans["2026-11-19"]["select"]
+    assert not plans["2026-11-20"]["select"] and plans["2026-11-20"]["base_uri"] == join(line, "dt=2026-11-19")
+    selection = s3_storage.read_json(join(line, "dt=2026-11-19", "selection.json"))
+    winner = selection["winner"]
+    assert selection["validation_day"] == "2026-11-18" and selection["selected_on"] == "2026-11-19"
+    statuses = {c["name"]: c["status"] for c in selection["candidates"]}
+    assert {"ease", "item_knn", "popularity", "mult_vae", "mult_vae+ease"} <= set(statuses) and winner in statuses
+    assert s3_storage.read_json(join(line, "dt=2026-11-20", "selection.json"))["winner"] == winner
 
     dsn = settings.pg_dsn.get_secret_value()
     recs = fetch(dsn, "SELECT * FROM genrec.recommendations WHERE run_date = %s", RUN_DATE)
@@ -156,12 +164,21 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     assert summary["rows_published"] == len(recs)
     # nothing dated after D was produced
     assert s3_storage.list_dir(join(settings.output_uri, "recommendations")) == ["dt=2026-11-19", "dt=2026-11-20"]
-    # D's gate compared against the model published for D-1
-    assert summary["gate"]["passed"] and summary["gate"]["champion_version"] == "mult_vae@2026-11-19"
+    # D's gate compared against the model published for D-1, and against the strongest closed-form baseline
+    assert summary["gate"]["passed"] and summary["gate"]["champion_version"] == f"{winner}@2026-11-19"
+    assert summary["gate"]["baseline"] in ("ease", "item_knn") and summary["model"] == winner
+    assert summary["selection"] == {"winner": winner, "selected_on": "2026-11-19"}
+    assert {"extract", "train", "evaluate", "gate", "score", "publish_object_store", "publish_postgres"} <= set(
+        summary["stages"]
+    )
+    runs = fetch(dsn, "SELECT run_date, selection, stages FROM genrec.runs ORDER BY run_date")
+    assert runs.selection[0]["winner"] == winner and len(runs.selection[0]["candidates"]) == len(statuses)
+    assert runs.stages[1]["train"]["seconds"] > 0 and runs.stages[1]["extract"]["seconds"] > 0
+    assert all(stage["seconds"] >= 0 and stage["peak_rss_mb"] > 0 for stage in runs.stages[1].values())
     # the publish updated the Asset, with the run date for consumers
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
     with create_session() as session:
         events = [e.extra for e in session.query(AssetEvent).all()]
-    assert {"run_date": "2026-11-20", "rows": len(recs), "model_version": "mult_vae@2026-11-20"} in events
+    assert {"run_date": "2026-11-20", "rows": len(recs), "model_version": f"{winner}@2026-11-20"} in events

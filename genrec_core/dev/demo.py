@@ -50,8 +50,6 @@ def run_demo(run_date: dt.date) -> dict[str, Any]:
                 "GENREC_OUTPUT_URI": output.as_uri(),
                 "GENREC_PG_DSN": pg.dsn,
                 "GENREC_LOOKBACK_DAYS": "14",
-                "GENREC_MULT_VAE__EPOCHS": "30",
-                "GENREC_MULT_VAE__TOTAL_ANNEAL_STEPS": "200",
             },
         )
         _say("migrating the Airflow metadata database")
@@ -68,6 +66,17 @@ def run_demo(run_date: dt.date) -> dict[str, Any]:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
             raise GenrecError(f"the DAG run failed (exit {result.returncode}); full log in {log_file}\n{tail}")
         return _show_results(pg.dsn, run_date, output.as_uri(), time.perf_counter() - started, log_file)
+
+
+def _print_selection(selection: dict[str, Any] | None) -> None:
+    """The model selection of an `auto` run: each candidate's score on the validation day, the winner marked."""
+    if not selection or not selection.get("candidates"):
+        return
+    print(f"Model selection ({selection['metric']} on {selection['validation_day']}):")
+    for candidate in selection["candidates"]:
+        mark = "  <- served" if candidate["name"] == selection["winner"] else ""
+        score = f"{candidate['score']:.4f}" if candidate.get("score") is not None else candidate["status"]
+        print(f"  {candidate['name']:<16} {score:>8}  {candidate.get('train_seconds') or 0:6.1f} s{mark}")
 
 
 def _show_results(dsn: str, run_date: dt.date, output_uri: str, seconds: float, log_file: Any) -> dict[str, Any]:
@@ -98,18 +107,17 @@ def _show_results(dsn: str, run_date: dt.date, output_uri: str, seconds: float, 
         print(f"  {user}: {items}")
     storage = Storage()
     summary = storage.read_json(layout.summary_uri(output_uri, run_date))
-    baseline = summary["baseline_metrics"]["popularity"]
     print(f"\n{rows} rows for {users} users ({summary['users']} in the window), model {run[2]}")
-    print(
-        "Held out day {}: {:<10} ndcg@10 {:.4f}  recall@10 {:.4f}  coverage@10 {:.3f}".format(
-            run_date, run[2], run[3]["ndcg@10"], run[3]["recall@10"], run[3]["coverage@10"]
+    _print_selection(summary.get("selection"))
+    print(f"Held out day {run_date} (lists from the days before it):")
+    for name, metrics in [(f"{run[2]} (served)", run[3]), *summary["baseline_metrics"].items()]:
+        print(
+            "  {:<24} ndcg@10 {:.4f}  recall@10 {:.4f}  coverage@10 {:.3f}".format(
+                name, metrics["ndcg@10"], metrics["recall@10"], metrics["coverage@10"]
+            )
         )
-    )
-    print(
-        "{:>31} ndcg@10 {:.4f}  recall@10 {:.4f}  coverage@10 {:.3f}".format(
-            "popularity", baseline["ndcg@10"], baseline["recall@10"], baseline["coverage@10"]
-        )
-    )
+    stages = ", ".join(f"{name} {cost['seconds']:.0f} s" for name, cost in summary.get("stages", {}).items())
+    print(f"Stages: {stages}")
     print("Files:")
     for name in ("recommendations", "extract", "models", "runs"):
         print(f"  {join(output_uri, name)}")

@@ -203,11 +203,11 @@ class NeuralRecommender(Recommender):
                     if entry["val_ndcg"] > best_score:
                         best_score, self.best_epoch = entry["val_ndcg"], epoch + 1
                         best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-                    if options.validation.on_epoch is not None:
-                        options.validation.on_epoch(epoch + 1, entry["val_ndcg"])
                 entry["seconds"] = time.perf_counter() - started  # since this fit (re)started, validation included
                 self.training_log.append(entry)
-                log.debug("%s %s", self.name, entry)
+                log.info("%s", self._progress_line(entry, epochs, first_epoch, options.validation))
+                if options.validation is not None and options.validation.on_epoch is not None:
+                    options.validation.on_epoch(epoch + 1, entry["val_ndcg"])
                 stopped = self._should_stop(options.validation)
                 if checkpoint is not None:
                     self._save_checkpoint(checkpoint, fingerprint, epoch + 1, optimizers, best_score, best_state)
@@ -217,8 +217,23 @@ class NeuralRecommender(Recommender):
             self.best_epoch = len(self.training_log)
         self.net.eval()
         self.expert = None
-        if getattr(self.config, "linear_expert", False):
+        if self._wants_expert(train.n_items):
             self._fit_expert(train, options)
+
+    def _wants_expert(self, n_items: int) -> bool:
+        """`linear_expert` on: yes (refused above `expert_max_items`); None: when the catalogue fits; off: no."""
+        switch = getattr(self.config, "linear_expert", False)
+        if switch is None:
+            fits = n_items <= self.config.expert_max_items
+            if not fits:
+                log.info("%s: no linear expert for %d items (above expert_max_items)", self.name, n_items)
+            return fits
+        if switch and n_items > self.config.expert_max_items:
+            raise ValueError(
+                f"{self.name}: {n_items} items exceed {self.name}.expert_max_items={self.config.expert_max_items} "
+                "(the linear expert is an items x items matrix); set linear_expert to None or false"
+            )
+        return bool(switch)
 
     def _fit_expert(self, train: Interactions, options: FitOptions) -> None:
         from genrec_core.models.ease import EASEConfig
@@ -251,6 +266,31 @@ class NeuralRecommender(Recommender):
                 best_weight = (score, float(weight))
         self.expert_weight = best_weight[1]
         log.info("%s linear expert: l2 %s, weight %s", self.name, self.expert_l2, self.expert_weight)
+
+    def _progress_line(
+        self, entry: dict[str, float], epochs: int, first_epoch: int, validation: Validation | None
+    ) -> str:
+        """One line per epoch: losses, the validation metric and the best so far, seconds, and an ETA (an upper
+        bound: the epoch cap, or sooner when early stopping's patience would end the fit first)."""
+        epoch = int(entry["epoch"])
+        done = epoch - first_epoch
+        per_epoch = entry["seconds"] / max(done, 1)
+        previous = self.training_log[-2]["seconds"] if len(self.training_log) > 1 and done > 1 else 0.0
+        remaining = epochs - epoch
+        losses = ", ".join(
+            f"{key} {value:.4g}" for key, value in entry.items() if key not in ("epoch", "val_ndcg", "seconds")
+        )
+        parts = [f"{self.name} epoch {epoch}/{epochs}: {losses}"]
+        if validation is not None:
+            remaining = min(remaining, validation.patience - (epoch - self.best_epoch))
+            best = f"best {self._best_val():.4f} at epoch {self.best_epoch}"
+            parts.append(f"val ndcg@{validation.k} {entry['val_ndcg']:.4f} ({best})")
+        parts.append(f"{entry['seconds'] - previous:.1f} s")
+        parts.append(f"ETA ≤ {max(remaining, 0) * per_epoch:.0f} s")
+        return ", ".join(parts)
+
+    def _best_val(self) -> float:
+        return max((e.get("val_ndcg", 0.0) for e in self.training_log), default=0.0)
 
     def _should_stop(self, validation: Validation | None) -> bool:
         if validation is None or not self.training_log:

@@ -48,6 +48,39 @@ def model_spec(name: str) -> ModelSpec:
     raise ValueError(f"unknown model {name!r}; expected one of {sorted(model_names())}")
 
 
+EXPERT_SUFFIX = "+ease"  # `<model>+ease`: a generative model with its linear expert on (genrec_core/models/neural.py)
+
+
+def has_linear_expert(spec: ModelSpec) -> bool:
+    """Whether the model's config can switch on the EASE expert (`linear_expert`)."""
+    return spec.config_class is not None and "linear_expert" in spec.config_class.model_fields
+
+
+def variant_names() -> tuple[str, ...]:
+    """Every registered model, then `<model>+ease` for each that has a linear expert (registry order)."""
+    specs = model_specs()
+    return (*(s.name for s in specs), *(s.name + EXPERT_SUFFIX for s in specs if has_linear_expert(s)))
+
+
+def variant(name: str, base: ModelConfig | None = None) -> tuple[ModelSpec, ModelConfig | None]:
+    """The spec and config a variant name stands for: `mult_vae+ease` is mult_vae with `linear_expert` on.
+    `base` (default: the model's defaults) is the config the variant starts from."""
+    spec = model_spec(name.removesuffix(EXPERT_SUFFIX))
+    config = base if base is not None else spec.default_config()
+    if name.endswith(EXPERT_SUFFIX):
+        if not has_linear_expert(spec) or config is None:
+            raise ValueError(f"unknown model {name!r}: {spec.name} has no linear expert")
+        config = type(config).model_validate({**config.model_dump(), "linear_expert": True})
+    elif config is not None and has_linear_expert(spec):
+        config = type(config).model_validate({**config.model_dump(), "linear_expert": False})
+    return spec, config
+
+
+def variant_of(model: Recommender) -> str:
+    """The variant name of a fitted or loaded model (`<model>+ease` when it has a linear expert)."""
+    return model.name + (EXPERT_SUFFIX if getattr(model, "expert", None) is not None else "")
+
+
 def model_class(name: str) -> type[Recommender]:
     return model_spec(name).load_class()
 

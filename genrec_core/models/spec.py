@@ -32,27 +32,40 @@ class ModelConfig(BaseModel):
 class LinearExpertConfig(ModelConfig):
     """The optional EASE expert of a generative model (genrec_core/models/neural.py)."""
 
-    linear_expert: bool = Field(False, description="multiply in an EASE expert: see genrec_core/models/neural.py")
+    linear_expert: bool | None = Field(
+        None,
+        description="multiply in an EASE expert (genrec_core/models/neural.py); None: on when the catalogue has "
+        "at most expert_max_items items (it measured better on every data set we have), off above",
+    )
+    expert_max_items: int = Field(
+        30_000, ge=1, description="the expert's items^2 matrix: refused above this (on), or left out (None)"
+    )
     expert_l2: float | None = Field(None, gt=0.0, description="the expert's L2; None = chosen on validation (else 500)")
     expert_weight: float | None = Field(
         None, ge=0.0, description="the expert's weight; None = chosen on validation (else 10)"
     )
 
 
-def _never(config: ModelConfig | None) -> bool:
-    return False
+ItemLimit = tuple[int, str]  # the most items a config can train on, and the setting that says so
 
 
-def _always(config: ModelConfig | None) -> bool:
-    return True
+def no_item_limit(section: str, config: ModelConfig | None) -> ItemLimit | None:
+    return None
 
 
-def with_linear_expert(config: ModelConfig | None) -> bool:
-    """`needs_item_gram` of a model whose optional linear expert (EASE) is switched by `linear_expert`."""
-    return bool(getattr(config, "linear_expert", False))
+def max_items_limit(section: str, config: ModelConfig | None) -> ItemLimit | None:
+    """`item_limit` of a model whose config has `max_items` (EASE: the Gram matrix is items^2)."""
+    limit = getattr(config, "max_items", None)
+    return (int(limit), f"{section}.max_items") if limit is not None else None
 
 
-NEVER, ALWAYS = _never, _always
+def expert_item_limit(section: str, config: ModelConfig | None) -> ItemLimit | None:
+    """`item_limit` of a generative model whose linear expert is switched on explicitly (None leaves the expert
+    out above the limit instead of refusing)."""
+    limit = getattr(config, "expert_max_items", None)
+    if getattr(config, "linear_expert", None) is True and limit is not None:
+        return int(limit), f"{section}.expert_max_items"
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,10 @@ class ModelSpec:
     - `fine_tunable`: a fit can warm-start from yesterday's artifact on a grown vocabulary.
     - `iterative`: trained in epochs with early stopping on validation (tuning prunes per epoch).
     - `search_space`: Optuna suggestions for the optional search; None = nothing to tune.
-    - `needs_item_gram`: whether this config needs the items^2 Gram matrix (EASE, the linear expert).
+    - `item_limit`: the most items a config can train on and the setting that says so (EASE and an expert that
+      is switched on need the items^2 Gram matrix); None when there is no limit.
+    - `baseline`: a closed-form reference the quality gate also evaluates on the held-out day; a new
+      model more than `gate.margin` below the strongest one that fits the catalogue is rejected.
     """
 
     name: str
@@ -73,13 +89,21 @@ class ModelSpec:
     fine_tunable: bool = False
     iterative: bool = False
     search_space: SearchSpace | None = None
-    needs_item_gram: Callable[[ModelConfig | None], bool] = NEVER
+    item_limit: Callable[[str, ModelConfig | None], ItemLimit | None] = no_item_limit
+    baseline: bool = False
     summary: str = ""
 
     def load_class(self) -> type[Recommender]:
         module_name, _, class_name = self.implementation.partition(":")
         cls: type[Recommender] = getattr(importlib.import_module(module_name), class_name)
         return cls
+
+    def too_many_items(self, config: ModelConfig | None, n_items: int) -> str | None:
+        """Why `config` cannot train on `n_items` items, naming the setting; None when it can."""
+        limit = self.item_limit(self.name, config)
+        if limit is not None and n_items > limit[0]:
+            return f"{n_items} items exceed {limit[1]}={limit[0]} (an items x items matrix)"
+        return None
 
     def default_config(self) -> ModelConfig | None:
         return self.config_class() if self.config_class is not None else None

@@ -204,7 +204,7 @@ def _record(
 ) -> None:
     cur.execute(
         "INSERT INTO genrec.runs (run_date, status, model, model_version, metrics, rows_published, artifacts, "
-        "timings, started_at, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "timings, started_at, detail, selection, stages) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             run_date,
             status,
@@ -216,6 +216,8 @@ def _record(
             json.dumps(timings or {}),
             record.get("started_at"),
             detail,
+            json.dumps(record["selection"]) if record.get("selection") is not None else None,
+            json.dumps(record.get("stages") or {}),
         ),
     )
 
@@ -353,8 +355,8 @@ def run_history(dsn: str, limit: int = 200) -> list[dict[str, Any]]:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT run_date, status, model, model_version, metrics, rows_published, detail, recorded_at "
-                "FROM genrec.runs ORDER BY recorded_at DESC, run_id DESC LIMIT %s",
+                "SELECT run_date, status, model, model_version, metrics, rows_published, detail, recorded_at, "
+                "selection, stages FROM genrec.runs ORDER BY recorded_at DESC, run_id DESC LIMIT %s",
                 (limit,),
             )
             assert cur.description is not None

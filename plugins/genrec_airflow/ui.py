@@ -1,4 +1,5 @@
-"""The "genrec" page: metric history per model (an SVG plot), the last runs, row counts.
+"""The "genrec" page: the served model's metric over dates (marked where the model changed), the last
+model selection, the metric history per model (SVG plots), the last runs, row counts.
 
 Served by a small FastAPI app that the Airflow 3 API server mounts (`fastapi_apps`) and
 links from its navigation (`external_views`). Reads `genrec.runs` with the writer's DSN
@@ -77,6 +78,102 @@ def svg_plot(runs: list[dict[str, Any]], metric: str) -> str:
     return "".join(parts)
 
 
+def served(runs: list[dict[str, Any]], metric: str) -> list[tuple[dt.date, str, float]]:
+    """(run date, served model, metric) of each published date, by date (a rerun's newest record wins)."""
+    points: dict[dt.date, tuple[str, float]] = {}
+    for run in runs:
+        value = _metric(run.get("metrics"), metric)
+        if run.get("status") == "published" and value is not None:
+            points[run["run_date"]] = (run.get("model") or "", value)
+    return [(day, model, value) for day, (model, value) in sorted(points.items())]
+
+
+def svg_served(runs: list[dict[str, Any]], metric: str = "ndcg") -> str:
+    """The served model's metric by run date; a dashed line and the new model's name where it changed."""
+    points = served(runs, metric)
+    top = max([v for _, _, v in points] + [1e-9])
+    parts = [
+        f'<svg class="served" data-metric="{metric}" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" '
+        f'role="img" aria-label="served model {metric} over run dates">',
+        f'<text x="{_PAD}" y="16" font-size="13">served model: {html.escape(metric)} on the held-out day</text>',
+        f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - 10}" y2="{_H - _PAD}" stroke="#888"/>',
+        f'<line x1="{_PAD}" y1="24" x2="{_PAD}" y2="{_H - _PAD}" stroke="#888"/>',
+        f'<text x="4" y="30" font-size="11">{top:.3f}</text>',
+        f'<text x="4" y="{_H - _PAD}" font-size="11">0</text>',
+    ]
+    if points:
+        first, last = points[0][0], points[-1][0]
+        span = max((last - first).days, 1)
+
+        def x(day: dt.date) -> float:
+            return _PAD + (day - first).days / span * (_W - _PAD - 20)
+
+        def y(value: float) -> float:
+            return _H - _PAD - value / top * (_H - _PAD - 30)
+
+        parts.append(f'<text x="{_PAD}" y="{_H - 18}" font-size="11">{first}</text>')
+        parts.append(f'<text x="{_W - 90}" y="{_H - 18}" font-size="11">{last}</text>')
+        coords = " ".join(f"{x(d):.1f},{y(v):.1f}" for d, _, v in points)
+        parts.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{coords}"/>')
+        previous, changes = None, 0
+        for day, model, value in points:
+            if model != previous:  # a dashed line and the model's name; names of close changes are staggered
+                parts.append(
+                    f'<line class="change" data-model="{html.escape(model)}" x1="{x(day):.1f}" y1="24" '
+                    f'x2="{x(day):.1f}" y2="{_H - _PAD}" stroke="#d62728" stroke-dasharray="4 3"/>'
+                    f'<text x="{x(day) + 3:.1f}" y="{36 + 12 * (changes % 3)}" font-size="11" fill="#d62728">'
+                    f"{html.escape(model)}</text>"
+                )
+                previous, changes = model, changes + 1
+            parts.append(
+                f'<circle cx="{x(day):.1f}" cy="{y(value):.1f}" r="3" fill="#1f77b4"><title>{day} '
+                f"{html.escape(model)}: {value:.4f}</title></circle>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def last_selection(runs: list[dict[str, Any]]) -> tuple[dt.date, dict[str, Any]] | None:
+    """The newest run whose record holds a model selection with its candidates."""
+    for run in reversed(runs):
+        selection = run.get("selection") or {}
+        if selection.get("candidates"):
+            return run["run_date"], selection
+    return None
+
+
+def selection_table(runs: list[dict[str, Any]]) -> str:
+    """The last selection: each candidate's score on the validation day, time and status; the winner marked."""
+    found = last_selection(runs)
+    if found is None:
+        return "<p>No model selection recorded yet (it runs on full retrains with model = auto).</p>"
+    day, selection = found
+    rows = []
+    for candidate in selection["candidates"]:
+        winner = candidate.get("name") == selection.get("winner")
+        score = candidate.get("score")
+        seconds = candidate.get("train_seconds")
+        cells = (
+            candidate.get("name", ""),
+            candidate.get("status", ""),
+            f"{score:.4f}" if isinstance(score, (int, float)) else "",
+            f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "",
+            candidate.get("best_epoch") or "",
+            candidate.get("detail") or "",
+        )
+        row_class = ' class="winner"' if winner else ""
+        rows.append(f"<tr{row_class}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
+    caption = (
+        f"run {day}: {html.escape(str(selection.get('winner')))} won on "
+        f"{html.escape(str(selection.get('metric')))} of {html.escape(str(selection.get('validation_day')))}"
+    )
+    return (
+        f'<table id="selection"><caption>{caption}</caption><tr><th>candidate</th><th>status</th>'
+        f"<th>{html.escape(str(selection.get('metric')))}</th><th>train s</th><th>best epoch</th><th>detail</th>"
+        f"</tr>{''.join(rows)}</table>"
+    )
+
+
 def render_page(runs: list[dict[str, Any]], error: str | None = None) -> str:
     rows = []
     for run in reversed(runs[-30:]):
@@ -105,8 +202,11 @@ def render_page(runs: list[dict[str, Any]], error: str | None = None) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>genrec</title>
 <style>body{{font-family:sans-serif;margin:16px}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}} .error{{color:#b00}}</style></head>
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}} .error{{color:#b00}}
+tr.winner td{{font-weight:bold;background:#eef6ee}} caption{{text-align:left;padding:4px 0}}</style></head>
 <body><h1>genrec</h1>{notice}
+<h2>Served model</h2>{svg_served(runs)}
+<h2>Last model selection</h2>{selection_table(runs)}
 <h2>Metric history</h2>{plots}
 <h2>Last runs</h2>
 <table id="runs"><tr><th>run date</th><th>status</th><th>model</th><th>ndcg</th><th>gate</th><th>rows</th>

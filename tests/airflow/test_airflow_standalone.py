@@ -110,6 +110,8 @@ def test_cli_and_ui_backfills_beside_the_nightly_run(postgres, pg_dsn, tmp_path)
         # the champion is whichever date was published last before D: with runs side by side that depends on
         # timing, so the gate's margin is wide here (tests/evaluate/test_gate.py covers the gate's decisions)
         "GENREC_GATE__MARGIN": "0.5",
+        # a named model: this test is about backfills beside the scheduler (dag.test covers the default, auto)
+        "GENREC_MODEL": "mult_vae",
         **{f"GENREC_MULT_VAE__{k.upper()}": str(v) for k, v in FAST_VAE.items()},
     }
     with AirflowStandalone(tmp_path / "airflow", postgres, env) as af:

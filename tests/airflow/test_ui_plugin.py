@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from genrec_airflow.ui import render_page, series
+from genrec_airflow.ui import last_selection, render_page, series, served, svg_served
 
 
 def _runs() -> list[dict]:
@@ -55,6 +55,58 @@ def _runs() -> list[dict]:
     return runs
 
 
+SELECTION = {
+    "winner": "rec_vae+ease",
+    "metric": "ndcg@10",
+    "validation_day": "2026-11-18",
+    "candidates": [
+        {"name": "ease", "status": "ok", "score": 0.25, "train_seconds": 1.2, "best_epoch": None, "detail": ""},
+        {"name": "rec_vae+ease", "status": "ok", "score": 0.27, "train_seconds": 80.0, "best_epoch": 12, "detail": ""},
+        {"name": "cfgan", "status": "out_of_budget", "score": None, "train_seconds": 600.0, "detail": "budget"},
+    ],
+}
+
+
+def _served_runs() -> list[dict]:
+    """Four published nights of an auto line: ease served twice, then the selection of the 19th picks rec_vae+ease."""
+    runs = []
+    for i, model in enumerate(["ease", "ease", "rec_vae+ease", "rec_vae+ease"]):
+        day = dt.date(2026, 11, 17) + dt.timedelta(days=i)
+        runs.append(
+            {
+                "run_date": day,
+                "status": "published",
+                "model": model,
+                "model_version": f"{model}@{day}",
+                "metrics": {"ndcg@10": 0.25 + i / 100},
+                "rows_published": 3000,
+                "detail": None,
+                "selection": SELECTION if i == 2 else {"winner": model, "selected_on": "2026-11-17"},
+            }
+        )
+    return runs
+
+
+def test_the_served_model_plot_marks_where_the_model_changed():
+    runs = _served_runs()
+    assert [m for _, m, _ in served(runs, "ndcg")] == ["ease", "ease", "rec_vae+ease", "rec_vae+ease"]
+    plot = svg_served(runs)
+    assert plot.count('class="change"') == 2  # the first model, then the switch on the 19th
+    assert 'data-model="rec_vae+ease"' in plot and plot.count("<circle") == 4
+
+
+def test_the_last_selection_is_a_table_with_the_winner_marked():
+    runs = _served_runs()
+    day, selection = last_selection(runs)
+    assert day == dt.date(2026, 11, 19) and selection["winner"] == "rec_vae+ease"
+    page = render_page(runs)
+    assert '<table id="selection">' in page and page.count('<tr class="winner">') == 1
+    winner_row = page.split('<tr class="winner">')[1].split("</tr>")[0]
+    assert "rec_vae+ease" in winner_row and "0.2700" in winner_row and "12" in winner_row
+    assert "out_of_budget" in page
+    assert "No model selection recorded yet" in render_page(_runs())
+
+
 def test_series_keep_published_runs_per_model_by_date():
     lines = series(_runs(), "ndcg")
     assert set(lines) == {"ease", "mult_vae"}  # the rejected run is not a point
@@ -85,10 +137,10 @@ def test_page_renders_in_headless_chromium(pg_dsn, monkeypatch, tmp_path):
     upgrade(pg_dsn)
     conn = psycopg2.connect(pg_dsn)
     with conn, conn.cursor() as cur:
-        for run in _runs():
+        for run in _runs() + _served_runs():
             cur.execute(
                 "INSERT INTO genrec.runs (run_date, status, model, model_version, metrics, rows_published, "
-                "detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                "detail, selection) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     run["run_date"],
                     run["status"],
@@ -97,6 +149,7 @@ def test_page_renders_in_headless_chromium(pg_dsn, monkeypatch, tmp_path):
                     json.dumps(run["metrics"]),
                     run["rows_published"],
                     run["detail"],
+                    json.dumps(run["selection"]) if run.get("selection") else None,
                 ),
             )
     conn.close()
@@ -125,8 +178,9 @@ def test_page_renders_in_headless_chromium(pg_dsn, monkeypatch, tmp_path):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-    assert dom.count('class="series"') == 6 and 'data-model="mult_vae"' in dom
+    assert dom.count('class="series"') == 7 and 'data-model="mult_vae"' in dom
     assert "does not beat popularity" in dom
+    assert '<tr class="winner">' in dom and 'class="change"' in dom
     assert shot.exists() and shot.stat().st_size > 5_000
 
 

@@ -53,6 +53,21 @@ def test_decision_rules(new, pop, champ, passed, reason):
         assert decision.reasons == []
 
 
+def test_a_challenger_more_than_the_margin_below_the_strongest_baseline_is_rejected():
+    baselines = {"ease": _m(0.30), "item_knn": _m(0.28)}
+    decision = decide(METRIC, _m(0.25), _m(0.10), None, None, margin=0.05, min_users=10, baselines=baselines)
+    assert not decision.passed and (decision.baseline, decision.baseline_value) == ("ease", 0.30)
+    assert decision.reasons == [
+        "the new model's ndcg@10 0.2500 is more than 5% below the strongest baseline ease's 0.3000"
+    ]
+    within = decide(METRIC, _m(0.286), _m(0.10), None, None, margin=0.05, min_users=10, baselines=baselines)
+    assert within.passed and within.reasons == []  # 0.286 >= 0.30 * 0.95
+    forced = decide(METRIC, _m(0.25), _m(0.10), None, None, 0.05, 10, force=True, baselines=baselines)
+    assert forced.passed and forced.forced and forced.reasons == decision.reasons
+    no_score = {"ease": {METRIC: None, "users_evaluated": 0}, "item_knn": _m(0.28)}
+    assert decide(METRIC, _m(0.25), _m(0.1), None, None, 0.05, 10, baselines=no_score).baseline == "item_knn"
+
+
 def test_too_few_evaluated_users_and_force():
     decision = decide(METRIC, _m(0.5, users=3), _m(0.1), None, None, margin=0.05, min_users=10)
     assert not decision.passed and "only 3 users" in decision.reasons[0]
@@ -110,7 +125,8 @@ def test_rejected_run_publishes_nothing_and_keeps_yesterday_served(tiny_log_dir,
         cur.execute("SELECT count(*) FROM genrec.recommendations WHERE run_date = %s", (RUN_DATE,))
         assert cur.fetchone()[0] == 0
     conn.close()
-    assert status == "rejected" and "quality gate" in detail and version == f"mult_vae@{yesterday}"
+    # the named mult_vae has its linear expert on by default (the catalogue fits expert_max_items)
+    assert status == "rejected" and "quality gate" in detail and version == f"mult_vae+ease@{yesterday}"
     assert not Storage().exists(f"{settings.output_uri}/recommendations/dt={RUN_DATE}/_manifest.json")
 
     forced = make_settings(
@@ -122,3 +138,30 @@ def test_rejected_run_publishes_nothing_and_keeps_yesterday_served(tiny_log_dir,
     )
     summary = run_nightly(forced, RUN_DATE)
     assert summary["gate"]["forced"] and summary["rows_published"] > 0
+
+
+@pytest.mark.integration
+def test_a_named_model_below_the_strongest_baseline_is_rejected_with_both_scores(tiny_log_dir, tmp_path, pg_dsn):
+    """On the tiny log EASE (l2 500) lands more than 5% below ItemKNN on the held-out day, while beating
+    popularity: named as the model, the gate rejects it naming the baseline and both scores, the rejection
+    is recorded, and `gate.compare_baselines = false` lets the same run through."""
+    out = (tmp_path / "out").as_uri()
+    ease = make_settings(tiny_log_dir.as_uri(), out, pg_dsn=SecretStr(pg_dsn), model="ease")
+    with pytest.raises(
+        GateRejected, match=r"ndcg@10 0\.\d{4} is more than 5% below the strongest baseline item_knn's 0\.\d{4}"
+    ):
+        run_nightly(ease, RUN_DATE)
+    conn = psycopg2.connect(pg_dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, metrics->'gate'->>'baseline', (metrics->'gate'->>'baseline_value')::float, "
+            "(metrics->'gate'->>'challenger')::float, (metrics->'gate'->>'popularity')::float "
+            "FROM genrec.runs WHERE run_date = %s",
+            (RUN_DATE,),
+        )
+        status, baseline, baseline_value, challenger, popularity = cur.fetchone()
+    conn.close()
+    assert (status, baseline) == ("rejected", "item_knn")
+    assert popularity < challenger < 0.95 * baseline_value
+    summary = run_nightly(ease.updated(gate={"compare_baselines": False}), RUN_DATE)
+    assert summary["gate"]["passed"] and summary["gate"]["baseline"] is None and summary["rows_published"] > 0

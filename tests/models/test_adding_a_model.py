@@ -123,7 +123,7 @@ def test_the_rest_of_the_system_knows_it_from_the_registry():
     assert "cooccurrence" in registry.model_names()
     assert "cooccurrence" in tunable() and "cooccurrence" not in fine_tunable()
     assert "cooccurrence" in bench_models() and "cooccurrence+ease" not in bench_models()
-    assert not registry.model_spec("cooccurrence").needs_item_gram(None)
+    assert registry.model_spec("cooccurrence").too_many_items(None, 10**9) is None
 
 
 def test_settings_gain_its_section_and_accept_its_name(throwaway_root: Path):

@@ -172,7 +172,8 @@ def test_mult_vae_loss_matches_the_reference_formula():
 
 def test_mult_vae_sparse_scoring_equals_the_dense_network():
     data = two_block_interactions()
-    model = MultVAE(MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=2, batch_size=20)).fit(data, OPTIONS)
+    config = MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=2, batch_size=20, linear_expert=False)
+    model = MultVAE(config).fit(data, OPTIONS)
     weighted = data.matrix.copy()
     weighted.data = weighted.data * 3.0  # weights > 1 are binarised, as in training
     with torch.no_grad():

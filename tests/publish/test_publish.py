@@ -21,9 +21,14 @@ D1, D2 = dt.date(2026, 11, 19), dt.date(2026, 11, 20)
 
 
 def test_migrations_are_idempotent(pg_dsn):
-    assert upgrade(pg_dsn) == ["001", "002", "003"]
+    assert upgrade(pg_dsn) == ["001", "002", "003", "004"]
     assert upgrade(pg_dsn) == []
-    assert query(pg_dsn, "SELECT version FROM genrec.schema_migrations ORDER BY 1") == [("001",), ("002",), ("003",)]
+    assert query(pg_dsn, "SELECT version FROM genrec.schema_migrations ORDER BY 1") == [
+        ("001",),
+        ("002",),
+        ("003",),
+        ("004",),
+    ]
 
 
 def test_publish_then_rerun_replaces_the_date_exactly(pg_dsn):

@@ -12,7 +12,7 @@ from genrec_core.data.interactions import Vocabulary
 from genrec_core.errors import ConfigError, DataError
 from genrec_core.models.registry import load_model
 from genrec_core.storage import Storage, join
-from genrec_core.train.plan import PLAN_FILE, plan_training
+from genrec_core.train.plan import PLAN_FILE, plan_training, selection_settings
 from tests.support import RUN_DATE, make_settings
 
 YESTERDAY = RUN_DATE - dt.timedelta(days=1)
@@ -122,3 +122,75 @@ def test_fine_tune_through_the_pipeline_with_new_items(tiny_log_dir, tmp_path):
     rerun = load_model(again.model_uri, storage)
     for name, tensor in after.state().items():
         assert torch.equal(tensor, rerun.state()[name]), name
+
+
+# ---- auto lines (model = "auto"): select on a full retrain, continue the winner in between -------------
+
+
+def _auto_artifact(settings, served: str = "mult_vae", last: dt.date = YESTERDAY, items: int = 100, digest=None) -> str:
+    storage = Storage()
+    uri = layout.model_uri(settings.output_uri, "auto", YESTERDAY)
+    storage.write_table(join(uri, "vocab", "items", "part-0.parquet"), _items(items).to_table())
+    storage.write_json(join(uri, "config.json"), {"model": served, "n_items": items, "config": {}})
+    storage.write_json(join(uri, "selection.json"), {"winner": served, "selected_on": last.isoformat()})
+    storage.write_json(
+        join(uri, PLAN_FILE),
+        {
+            "mode": "retrain",
+            "reason": "",
+            "base_uri": None,
+            "last_full_retrain": last.isoformat(),
+            "items_at_retrain": items,
+            "select": True,
+            "selection_settings": digest or selection_settings(settings),
+        },
+    )
+    return uri
+
+
+@pytest.fixture()
+def auto(tmp_path):
+    return make_settings("file:///nonexistent", (tmp_path / "out").as_uri(), model="auto")
+
+
+def test_an_auto_line_without_yesterdays_model_selects(auto):
+    plan = plan_training(auto, RUN_DATE, _items(100), Storage(), published_before=None)
+    assert plan.select and plan.mode == "retrain" and "no auto-selected model" in plan.reason
+    assert plan.selection_settings == selection_settings(auto) and plan.last_full_retrain == RUN_DATE.isoformat()
+
+
+def test_an_auto_line_fine_tunes_its_winner_between_selections(auto):
+    base = _auto_artifact(auto, "rec_vae", last=RUN_DATE - dt.timedelta(days=3))
+    plan = plan_training(auto, RUN_DATE, _items(104), Storage(), published_before=True)
+    assert (plan.mode, plan.select, plan.base_uri) == ("finetune", False, base)
+    assert plan.last_full_retrain == (RUN_DATE - dt.timedelta(days=3)).isoformat()  # the selection's date, carried
+    assert "rec_vae" in plan.reason and plan.selection_settings == selection_settings(auto)
+
+
+def test_an_auto_line_refits_a_closed_form_winner_without_selecting(auto):
+    base = _auto_artifact(auto, "ease")
+    plan = plan_training(auto, RUN_DATE, _items(100), Storage(), published_before=True)
+    assert (plan.mode, plan.select, plan.base_uri) == ("retrain", False, base)
+    assert "closed form" in plan.reason
+    with pytest.raises(ConfigError, match="the served model ease is fitted in closed form"):
+        plan_training(auto.updated(train={"mode": "finetune"}), RUN_DATE, _items(100), Storage(), True)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"last": RUN_DATE - dt.timedelta(days=7)}, "last selection"),
+        ({"today_items": 120}, "vocabulary grew"),
+        ({"published": False}, "not published"),
+        ({"settings": {"selection": {"metric": "recall"}}}, "selection settings changed"),
+        ({"settings": {"rec_vae": {"hidden_dim": 128}}}, "selection settings changed"),  # a candidate's section
+        ({"settings": {"train": {"mode": "retrain"}}}, "retrain requested"),
+    ],
+)
+def test_an_auto_line_selects_again_when_a_retrain_is_due(auto, change, expected):
+    _auto_artifact(auto, "mult_vae", last=change.get("last", YESTERDAY))
+    settings = auto.updated(**change.get("settings", {}))
+    plan = plan_training(
+        settings, RUN_DATE, _items(change.get("today_items", 100)), Storage(), change.get("published", True)
+    )
+    assert plan.select and plan.mode == "retrain" and expected in plan.reason, plan.reason

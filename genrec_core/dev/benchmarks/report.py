@@ -79,9 +79,10 @@ def quality_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
         rows = []
         for row in record["result"]:
             m = row.get("metrics", {})
+            label = f"{row['model']} → {row['winner']}" if row.get("winner") else row["model"]
             rows.append(
                 [
-                    row["model"],
+                    label,
                     _fmt(m.get("ndcg@20")),
                     _fmt(m.get("recall@20")),
                     _fmt(m.get("ndcg@10")),
@@ -98,6 +99,43 @@ def quality_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
         for ref in REFERENCES.get(record["case"], []):
             lines.append(f"- published: {ref['label']} N@20 {ref['ndcg@20']:.3f} ({ref['note']})")
         lines.append("")
+    return lines
+
+
+def nightly_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Per planted log: each night's served model, its lists against the best achievable and the references,
+    and where the night's wall time went."""
+    lines: list[str] = []
+    for name, record in _by_bench(records, "nightly"):
+        result = record["result"]
+        log, k = result["log"], result["k"]
+        lines += [
+            f"**{log['users']:,} users × {log['items']:,} items × {log['events']:,} events, {log['days']} days, "
+            f"k = {k}, settings: {result['settings']}** ({_provenance(record, name)})",
+            "",
+        ]
+        header = ["night", "mode", "served", f"R@{k} / best", f"N@{k} / best", "mass / best", "EASE R / best"]
+        header += ["popularity R / best", "wall s", "extract s", "train s", "evaluate s", "score s", "publish s"]
+        rows = []
+        for night in result["nights"]:
+            stages = night["stage_seconds"]
+            publish = stages.get("publish_object_store", 0.0) + stages.get("publish_postgres", 0.0)
+            rows.append(
+                [
+                    night["run_date"],
+                    night["mode"],
+                    night["served_model"],
+                    _fmt(night["published"][f"recall@{k}_ratio"], 3),
+                    _fmt(night["published"][f"ndcg@{k}_ratio"], 3),
+                    _fmt(night["published"]["captured_mass_ratio"], 3),
+                    _fmt(night["ease"][f"recall@{k}_ratio"], 3),
+                    _fmt(night["popularity"][f"recall@{k}_ratio"], 3),
+                    _fmt(night["wall_seconds"], 1),
+                    *(_fmt(stages.get(stage), 1) for stage in ("extract", "train", "evaluate", "score")),
+                    _fmt(publish, 1),
+                ]
+            )
+        lines += [*_table(header, rows), ""]
     return lines
 
 
@@ -141,6 +179,7 @@ def sections(records: list[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]:
     """The README blocks, by marker name."""
     return {
         "quality": quality_section(records),
+        "nightly": nightly_section(records),
         "scoring": _throughput_rows(records, "scoring", SCORING_COLUMNS),
         "publish": _throughput_rows(records, "publish", PUBLISH_COLUMNS),
         "extract": _throughput_rows(records, "extract", EXTRACT_COLUMNS),

@@ -26,8 +26,8 @@ class CFGANConfig(ModelConfig):
     generator_steps: int = Field(1, ge=1)
     epochs: int = Field(200, ge=1)
     finetune_epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-4, gt=0.0)
+    batch_size: int = Field(256, ge=1, description="256 with 4e-4 measured as good as 64 with 1e-4, in half the time")
+    learning_rate: float = Field(4e-4, gt=0.0)
 
 
 def search_space(t: optuna.trial.BaseTrial) -> dict[str, Any]:

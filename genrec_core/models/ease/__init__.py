@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from genrec_core.models.spec import ALWAYS, ModelConfig, ModelSpec
+from genrec_core.models.spec import ModelConfig, ModelSpec, max_items_limit
 
 if TYPE_CHECKING:
     import optuna
@@ -28,6 +28,7 @@ SPEC = ModelSpec(
     implementation="genrec_core.models.ease.model:EASE",
     config_class=EASEConfig,
     search_space=search_space,
-    needs_item_gram=ALWAYS,
+    baseline=True,
+    item_limit=max_items_limit,
     summary="EASE: closed form; refuses catalogues over ease.max_items (the Gram matrix is items^2)",
 )

@@ -31,5 +31,6 @@ SPEC = ModelSpec(
     implementation="genrec_core.models.item_knn.model:ItemKNN",
     config_class=ItemKNNConfig,
     search_space=search_space,
+    baseline=True,
     summary="ItemKNN: item-item cosine with shrinkage, `neighbors` kept per item",
 )

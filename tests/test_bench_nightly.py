@@ -1,0 +1,65 @@
+"""`genrec bench nightly` on a tiny planted log (a smoke test: the figures belong in the bench's own runs),
+and the planted generator's truth: its best lists really are the best by the planted probabilities."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from genrec_core.dev.planted import PlantedSpec, plant
+from tests.support import FAST_VAE
+
+pytestmark = pytest.mark.integration
+
+SPEC = PlantedSpec(users=400, items=90, days=8, end_date=dt.date(2026, 11, 20), events=9000, seed=5)
+
+
+def test_the_planted_truth_is_deterministic_and_its_oracle_is_the_best_list():
+    log, again = plant(SPEC, extra_days=1), plant(SPEC, extra_days=1)
+    day = SPEC.end_date + dt.timedelta(days=1)
+    for d in log.days:
+        assert log.days[d].equals(again.days[d])
+    seen = log.interactions(SPEC.first_day, SPEC.end_date)
+    users = np.flatnonzero(np.diff(seen.indptr) > 0)
+    truth = log.oracle_top_k(users, seen, day, 10, knowing_users=True)
+    posterior = log.oracle_top_k(users, seen, day, 10)
+    popular = np.argsort(-np.asarray(seen.sum(axis=0)).ravel(), kind="stable")
+    masked = [[i for i in popular if not seen[u, i]][:10] for u in users]
+    mass = {
+        name: log.captured_mass(users, lists, seen, day)
+        for name, lists in [("truth", truth), ("posterior", posterior), ("popularity", np.array(masked))]
+    }
+    # by construction: the true ranking catches the most probability for every user, and knowing the topics
+    # but not the user (the posterior) still beats a ranking that ignores the user
+    assert (mass["truth"] >= mass["posterior"] - 1e-12).all() and (mass["truth"] >= mass["popularity"] - 1e-12).all()
+    assert mass["posterior"].mean() > mass["popularity"].mean()
+    expected = np.sort(log.unseen_probabilities(users, seen, day), axis=1)[:, ::-1][:, :10].sum(axis=1)
+    np.testing.assert_allclose(mass["truth"], expected)
+    assert not seen[users[:, None], truth].toarray().any()  # lists hold unseen items only
+
+
+def test_bench_nightly_runs_two_nights_of_the_production_path(tmp_path):
+    from genrec_core.dev.benchmarks import nightly_bench
+
+    settings = {
+        "lookback_days": 8,
+        "spark_master": "local[2]",
+        "spark_driver_memory": "1g",
+        "mult_vae": FAST_VAE,
+        "selection": {"candidates": ["ease", "item_knn", "popularity", "mult_vae", "mult_vae+ease"], "patience": 3},
+    }
+    result = nightly_bench.run(400, 90, 9000, days=8, nights=2, k=5, seed=5, workdir=tmp_path, overrides=settings)
+    first, second = result["nights"]
+    assert (first["mode"], first["run_date"], first["judged_day"]) == ("retrain", "2026-11-20", "2026-11-21")
+    assert first["selection"]["winner"] == first["served_model"]
+    assert second["mode"] in ("finetune", "retrain") and "selected on 2026-11-20" in second["reason"]
+    for night in (first, second):
+        assert night["users_judged"] > 20 and night["gate"]["passed"]
+        assert night["best"]["recall@5_ratio"] == 1.0 and night["best"]["captured_mass_ratio"] == 1.0
+        assert night["true_tastes"]["captured_mass"] >= night["best"]["captured_mass"]
+        assert night["published"]["recall@5"] > 0.0 and night["published"]["captured_mass_ratio"] > 0.5
+        assert night["published"]["captured_mass"] > night["popularity"]["captured_mass"]
+        assert {"extract", "train", "evaluate", "score", "publish_postgres"} <= set(night["stage_seconds"])
+    assert result["log"]["events"] > 5000
