@@ -57,6 +57,12 @@ class SelectionConfig(_Section):
         30.0, gt=0, description="wall clock of one selection; a candidate still training then is skipped"
     )
     patience: int = Field(5, ge=1, description="epochs without a better validation score end a neural candidate")
+    patience_updates: int = Field(
+        100,
+        ge=0,
+        description="...and at least this many optimizer updates (a small data set's epoch is a few updates, "
+        "its validation curve noisy: slow learners were cut short at 5 epochs)",
+    )
     max_epochs: int = Field(
         200,
         ge=1,

@@ -164,6 +164,20 @@ class NeuralContract(ModelContract):
             found = re.fullmatch(pattern, line)
             assert found and int(found.group(1)) == number, line
 
+    def test_early_stopping_waits_for_patience_in_epochs_and_in_updates(self, data):
+        """With a validation score that never improves after epoch 1, the fit stops once `patience` epochs and
+        `patience_updates` optimizer updates have passed since it."""
+        no_targets = sp.csr_matrix(data.matrix.shape, dtype=np.float32)  # nobody to judge: the score stays 0
+        epochs = self.make_model(epochs=60).fit(
+            data, FitOptions(seed=1, threads=2, validation=Validation(data.matrix, no_targets, k=5, patience=2))
+        )
+        assert len(epochs.training_log) == 3 and epochs.best_epoch == 1
+        per_epoch = epochs.training_log[0]["updates"]
+        patient = Validation(data.matrix, no_targets, k=5, patience=2, patience_updates=int(per_epoch * 6))
+        updates = self.make_model(epochs=60).fit(data, FitOptions(seed=1, threads=2, validation=patient))
+        assert len(updates.training_log) == 7  # 6 epochs' worth of updates after the best, the first
+        assert updates.training_log[-1]["updates"] - updates.training_log[0]["updates"] >= patient.patience_updates
+
     def test_warm_start_refuses_another_kind_of_model(self, data):
         with pytest.raises(ValueError, match="warm-start"):
             self.make_model().fit(data, FitOptions(seed=1, warm_start=Popularity().fit(data, OPTIONS)))

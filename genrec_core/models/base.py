@@ -38,6 +38,10 @@ class Validation:
     targets: sp.csr_matrix
     k: int = 20
     patience: int = 10
+    # ...and at least this many optimizer updates without a better score (0: epochs only). An epoch of a small
+    # data set is a few updates, so its validation curve is noisy per epoch and patience in epochs alone ends
+    # slow learners early; counted in updates it means the same on every data size.
+    patience_updates: int = 0
     # called after each epoch's validation with (epoch, NDCG@k); it may raise to abandon the fit (pruning)
     on_epoch: Callable[[int, float], None] | None = None
 

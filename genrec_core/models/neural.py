@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import time
 from abc import abstractmethod
@@ -198,6 +199,7 @@ class NeuralRecommender(Recommender):
                 order = np.random.default_rng([options.seed, epoch]).permutation(rows)
                 self.net.train()
                 entry: dict[str, float] = {"epoch": epoch + 1, **self._train_epoch(x_all, order, optimizers)}
+                entry["updates"] = self._step  # optimizer updates so far (early stopping's patience counts them)
                 if options.validation is not None:
                     entry["val_ndcg"] = self._validation_ndcg(options.validation)
                     if entry["val_ndcg"] > best_score:
@@ -278,11 +280,13 @@ class NeuralRecommender(Recommender):
         previous = self.training_log[-2]["seconds"] if len(self.training_log) > 1 and done > 1 else 0.0
         remaining = epochs - epoch
         losses = ", ".join(
-            f"{key} {value:.4g}" for key, value in entry.items() if key not in ("epoch", "val_ndcg", "seconds")
+            f"{key} {value:.4g}"
+            for key, value in entry.items()
+            if key not in ("epoch", "val_ndcg", "seconds", "updates")
         )
         parts = [f"{self.name} epoch {epoch}/{epochs}: {losses}"]
         if validation is not None:
-            remaining = min(remaining, validation.patience - (epoch - self.best_epoch))
+            remaining = min(remaining, self._epochs_of_patience_left(validation, entry))
             best = f"best {self._best_val():.4f} at epoch {self.best_epoch}"
             parts.append(f"val ndcg@{validation.k} {entry['val_ndcg']:.4f} ({best})")
         parts.append(f"{entry['seconds'] - previous:.1f} s")
@@ -295,7 +299,18 @@ class NeuralRecommender(Recommender):
     def _should_stop(self, validation: Validation | None) -> bool:
         if validation is None or not self.training_log:
             return False
-        return self.training_log[-1]["epoch"] - self.best_epoch >= validation.patience
+        return self._epochs_of_patience_left(validation, self.training_log[-1]) <= 0
+
+    def _epochs_of_patience_left(self, validation: Validation, entry: dict[str, float]) -> int:
+        """Epochs until early stopping ends the fit if the score does not improve: `patience` epochs and
+        `patience_updates` optimizer updates since the best epoch must both have passed."""
+        epochs_left = validation.patience - (int(entry["epoch"]) - self.best_epoch)
+        if validation.patience_updates <= 0 or self.best_epoch < 1:
+            return epochs_left
+        since_best = entry.get("updates", 0) - self.training_log[self.best_epoch - 1].get("updates", 0)
+        per_epoch = max(entry.get("updates", 0) / max(int(entry["epoch"]), 1), 1.0)
+        updates_left = math.ceil((validation.patience_updates - since_best) / per_epoch)
+        return max(epochs_left, updates_left)
 
     def _fingerprint(self, train: Interactions, options: FitOptions) -> str:
         x = train.binary()

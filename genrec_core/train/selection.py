@@ -279,7 +279,12 @@ def _fit(
             raise BudgetSpent(f"after epoch {epoch}")
 
     checks = Validation(
-        fit.matrix, validation.matrix, k=settings.k, patience=settings.selection.patience, on_epoch=on_epoch
+        fit.matrix,
+        validation.matrix,
+        k=settings.k,
+        patience=settings.selection.patience,
+        patience_updates=settings.selection.patience_updates,
+        on_epoch=on_epoch,
     )
     run_options = replace(
         options,

@@ -50,8 +50,10 @@ def test_a_model_and_its_expert_variant_share_one_network(tmp_path, days):
     assert (plain.name, expert.name) == ("mult_vae", "mult_vae+ease")
     assert plain.train_seconds == expert.train_seconds and plain.best_epoch == expert.best_epoch
     # the plain variant scores exactly as a Mult-VAE fitted on its own with the same seed and validation
-    alone = build_model("mult_vae", variant("mult_vae", settings.model_section("mult_vae"))[1])
-    alone.fit(fit, FitOptions(seed=7, threads=2, validation=Validation(fit.matrix, validation.matrix, 10, patience=3)))
+    alone_config = variant("mult_vae", settings.model_section("mult_vae"))[1].model_copy(update={"epochs": 200})
+    alone = build_model("mult_vae", alone_config)  # the selection's cap: selection.max_epochs
+    checks = Validation(fit.matrix, validation.matrix, 10, patience=3, patience_updates=100)
+    alone.fit(fit, FitOptions(seed=7, threads=2, validation=checks))
     assert plain.score == evaluate(alone, fit.matrix, validation.matrix, 10)["ndcg@10"]
     # the recipe fixes what validation chose: the epoch count, and the expert's L2 and weight
     assert plain.config["epochs"] == plain.best_epoch and plain.config["linear_expert"] is False
