@@ -59,6 +59,11 @@ def _by_bench(records: list[tuple[str, dict[str, Any]]], bench: str) -> list[tup
     return [(name, r) for name, r in records if r.get("bench") == bench]
 
 
+def _label(row: dict[str, Any]) -> str:
+    """A quality row's name; the `auto` row names the model its selection served."""
+    return f"{row['model']} → {row['winner']}" if row.get("winner") else str(row["model"])
+
+
 def quality_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines: list[str] = []
     for name, record in _by_bench(records, "quality"):
@@ -79,10 +84,9 @@ def quality_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
         rows = []
         for row in record["result"]:
             m = row.get("metrics", {})
-            label = f"{row['model']} → {row['winner']}" if row.get("winner") else row["model"]
             rows.append(
                 [
-                    label,
+                    _label(row),
                     _fmt(m.get("ndcg@20")),
                     _fmt(m.get("recall@20")),
                     _fmt(m.get("ndcg@10")),
@@ -266,7 +270,7 @@ def draw_plots(records: list[tuple[str, dict[str, Any]]], docs: Path = DOCS) -> 
             path,
             f"Test NDCG@20 by model, {record['case']} (commit {(record.get('commit') or '?')[:7]})",
             "NDCG@20",
-            [r["model"] for r in rows],
+            [_label(r) for r in rows],
             [r["metrics"]["ndcg@20"] for r in rows],
             [],
             refs,
