@@ -116,7 +116,9 @@ def _show_results(dsn: str, run_date: dt.date, output_uri: str, seconds: float, 
                 name, metrics["ndcg@10"], metrics["recall@10"], metrics["coverage@10"]
             )
         )
-    stages = ", ".join(f"{name} {cost['seconds']:.0f} s" for name, cost in summary.get("stages", {}).items())
+    order = ("extract", "train", "evaluate", "gate", "score", "publish_object_store", "publish_postgres")
+    costs = summary.get("stages", {})
+    stages = ", ".join(f"{name} {costs[name]['seconds']:.1f} s" for name in order if name in costs)
     print(f"Stages: {stages}")
     print("Files:")
     for name in ("recommendations", "extract", "models", "runs"):
