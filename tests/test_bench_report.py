@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from genrec_core.cli import BENCH_CASES
 from genrec_core.dev.benchmarks import record, report
 
 SCORING = {"pipeline_users_per_s": 2500, "floor_users_per_s": 3200, "ratio": 0.781, "peak_rss_mb": 1100.5}
@@ -24,7 +25,7 @@ def test_every_committed_result_names_its_commit_machine_and_command():
     assert records, "no saved benchmark results under bench/results/"
     for name, saved in records:
         assert len(saved["commit"]) == 40 and saved["machine"]["cores"] and saved["command"].startswith("genrec "), name
-        assert saved["bench"] in {"quality", "scoring", "publish", "extract"} and saved["result"], name
+        assert saved["bench"] in BENCH_CASES and saved["result"], name  # a benchmark `genrec bench --save` knows
 
 
 def test_save_records_provenance_and_the_report_tabulates_and_plots_it(tmp_path):
@@ -42,6 +43,33 @@ def test_save_records_provenance_and_the_report_tabulates_and_plots_it(tmp_path)
     plots = report.draw_plots(report.named_records(tmp_path), tmp_path / "docs")
     assert [p.name for p in plots] == ["bench-scoring.png"]
     assert plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plots[0].stat().st_size > 5000
+
+
+def test_the_nightly_table_shows_each_night_against_the_best_and_where_the_time_went(tmp_path):
+    judged = {"recall@20_ratio": 0.962, "ndcg@20_ratio": 0.958, "captured_mass_ratio": 0.96}
+    night = {
+        "run_date": "2026-11-20",
+        "mode": "retrain",
+        "served_model": "mult_vae+ease",
+        "wall_seconds": 95.3,
+        "stage_seconds": {"extract": 19.9, "train": 73.6, "evaluate": 0.8, "score": 0.6, "publish_postgres": 0.3},
+        "published": judged,
+        "ease": {"recall@20_ratio": 0.927},
+        "popularity": {"recall@20_ratio": 0.465},
+    }
+    result = {
+        "log": {"users": 6000, "items": 2000, "events": 320043, "days": 30},
+        "k": 20,
+        "settings": "defaults",
+        "nights": [night],
+    }
+    record.save("nightly", "6k-users-2k-items", result, ["bench", "nightly", "--save"], root=tmp_path)
+    table = "\n".join(report.sections(report.named_records(tmp_path))["nightly"])
+    assert "**6,000 users × 2,000 items × 320,043 events, 30 days, k = 20, settings: defaults**" in table
+    assert (
+        "| 2026-11-20 | retrain | mult_vae+ease | 0.962 | 0.958 | 0.960 | 0.927 | 0.465 | 95 | 20 | 74 | 0.8 | 0.6 | 0.3 |"
+        in table
+    )
 
 
 def test_a_readme_without_the_markers_is_refused():

@@ -29,6 +29,7 @@ from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.models.registry import EXPERT_SUFFIX, has_linear_expert, variant, variant_names
 from genrec_core.models.spec import ModelConfig, ModelSpec
 from genrec_core.ranking.metrics import evaluate
+from genrec_core.ranking.topk import chunk_rows
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +239,10 @@ def _try(
         return [Outcome(v.name, FAILED, train_seconds=_since(started), detail=detail) for v in variants]
     seconds = _since(started)
     outcomes = []
+    chunk = chunk_rows(fit.n_items, settings.score.chunk_size, settings.score.chunk_budget_mb)
     for candidate in variants:
         scored = _as_variant(model, candidate)
-        metrics = evaluate(scored, fit.matrix, validation.matrix, settings.k)
+        metrics = evaluate(scored, fit.matrix, validation.matrix, settings.k, chunk)
         outcomes.append(
             Outcome(
                 candidate.name,
