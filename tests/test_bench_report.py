@@ -67,8 +67,8 @@ def test_the_nightly_table_shows_each_night_against_the_best_and_where_the_time_
     table = "\n".join(report.sections(report.named_records(tmp_path))["nightly"])
     assert "**6,000 users × 2,000 items × 320,043 events, 30 days, k = 20, settings: defaults**" in table
     assert (
-        "| 2026-11-20 | retrain | mult_vae+ease | 0.962 | 0.958 | 0.960 | 0.927 | 0.465 | 95 | 20 | 74 | 0.8 | 0.6 | 0.3 |"
-        in table
+        "| 2026-11-20 | retrain | mult_vae+ease | 0.962 | 0.958 | 0.960 | 0.927 | 0.465 "
+        "| 95 | 20 | 74 | 0.8 | 0.6 | 0.3 |" in table
     )
 
 
