@@ -50,7 +50,8 @@ class SelectionConfig(_Section):
     candidates: tuple[str, ...] | None = Field(
         None,
         description="models to try, e.g. ['ease', 'rec_vae+ease']; None = every registered model, and "
-        "<model>+ease for the generative ones, that fits the catalogue",
+        "<model>+ease for the generative ones, that fits the catalogue, except cfgan (hundreds of epochs: "
+        "add 'cfgan' or 'cfgan+ease' to try it)",
     )
     metric: Literal["ndcg", "recall", "precision", "map"] = Field("ndcg", description="judged at k on day D-1")
     budget_minutes: float = Field(

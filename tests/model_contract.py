@@ -22,6 +22,11 @@ from tests.support import two_block_interactions
 OPTIONS = FitOptions(seed=1, device="cpu", threads=2)
 
 
+def everyone(data: Interactions) -> np.ndarray:
+    """The user indices of all of `data`'s rows (a model may score known users by identity)."""
+    return np.arange(data.n_users)
+
+
 class ModelContract:
     """Subclasses set `make_model`; every model must pass these."""
 
@@ -52,7 +57,7 @@ class ModelContract:
             spec.parse_config({**spec.default_config().model_dump(), **spec.search_space(trial)})
 
     def test_scores_have_one_row_per_user_and_a_column_per_item(self, fitted, data):
-        scores = fitted.score(data.matrix[:7])
+        scores = fitted.score(data.matrix[:7], np.arange(7))
         assert scores.shape == (7, data.n_items) and torch.isfinite(scores).all()
 
     def test_save_load_round_trip(self, fitted, data, tmp_path):
@@ -60,21 +65,21 @@ class ModelContract:
         fitted.save(uri, Storage())
         loaded = load_model(uri, Storage())
         assert type(loaded) is type(fitted)
-        torch.testing.assert_close(loaded.score(data.matrix), fitted.score(data.matrix))
+        torch.testing.assert_close(loaded.score(data.matrix, everyone(data)), fitted.score(data.matrix, everyone(data)))
 
     def test_batch_equals_one_by_one(self, fitted, data):
-        batch = fitted.score(data.matrix[:10])
-        single = torch.cat([fitted.score(data.matrix[i : i + 1]) for i in range(10)])
+        batch = fitted.score(data.matrix[:10], np.arange(10))
+        single = torch.cat([fitted.score(data.matrix[i : i + 1], np.array([i])) for i in range(10)])
         torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
 
     def test_same_seed_same_scores(self, fitted, data):
         again = self.make_model().fit(data, OPTIONS)
-        torch.testing.assert_close(again.score(data.matrix), fitted.score(data.matrix))
+        torch.testing.assert_close(again.score(data.matrix, everyone(data)), fitted.score(data.matrix, everyone(data)))
 
     def test_learns_from_the_data(self, fitted, data):
         shuffled = data.matrix[:, np.random.default_rng(5).permutation(data.n_items)]
         other = self.make_model().fit(Interactions(shuffled.tocsr(), data.users, data.items), OPTIONS)
-        assert not torch.allclose(other.score(data.matrix), fitted.score(data.matrix))
+        assert not torch.allclose(other.score(data.matrix, everyone(data)), fitted.score(data.matrix, everyone(data)))
 
     def test_seen_items_never_recommended(self, fitted, data):
         users = np.arange(data.n_users)
@@ -84,7 +89,7 @@ class ModelContract:
 
     def test_rejects_a_history_of_the_wrong_width(self, fitted, data):
         with pytest.raises(ValueError, match="item columns"):
-            fitted.score(data.matrix[:, :5])
+            fitted.score(data.matrix[:, :5], np.arange(data.n_users))
 
     def test_refuses_to_fit_an_empty_matrix(self, data):
 
@@ -114,7 +119,9 @@ class NeuralContract(ModelContract):
 
     def test_parameters_change_after_a_training_epoch(self, data):
         model = self.make_model(epochs=1)
-        initial = {k: v.clone() for k, v in model.initial_network(data.n_items, OPTIONS.seed).named_parameters()}
+        initial = {
+            k: v.clone() for k, v in model.initial_network(data.n_items, OPTIONS.seed, data.n_users).named_parameters()
+        }
         model.fit(data, OPTIONS)
         for name, param in model.net.named_parameters():
             assert not torch.equal(initial[name], param.detach()), f"{name} did not change"
@@ -134,20 +141,20 @@ class NeuralContract(ModelContract):
         old_items = data.n_items - 2
         yesterday = Interactions(data.matrix[:, :old_items].tocsr(), data.users, Vocabulary(data.items.ids[:old_items]))
         previous = self.make_model().fit(yesterday, OPTIONS)
-        fresh = self.make_model().initial_network(data.n_items, OPTIONS.seed).state_dict()
+        fresh = self.make_model().initial_network(data.n_items, OPTIONS.seed, data.n_users).state_dict()
         grown = grow_state(previous.net.state_dict(), fresh)
         for name, old in previous.net.state_dict().items():
             region = grown[name][tuple(slice(0, n) for n in old.shape)]
             assert torch.equal(region, old), f"{name}: an old weight moved or changed in the warm start"
         tuned = self.make_model().fit(data, FitOptions(seed=1, threads=2, warm_start=previous))
         assert tuned.n_items == data.n_items and tuned.warm_started
-        scores = tuned.score(data.matrix)
+        scores = tuned.score(data.matrix, everyone(data))
         block_1 = np.arange(data.n_users) >= data.n_users // 2
         new = scores[:, old_items:]
         assert new[torch.from_numpy(block_1)].mean() > new[torch.from_numpy(~block_1)].mean()
         uri = (tmp_path / "tuned").as_uri()
         tuned.save(uri, Storage())
-        torch.testing.assert_close(load_model(uri, Storage()).score(data.matrix), scores)
+        torch.testing.assert_close(load_model(uri, Storage()).score(data.matrix, everyone(data)), scores)
 
     def test_each_epoch_logs_one_progress_line(self, data, caplog):
         """Epoch, losses, the validation metric with the best so far, seconds and an ETA, at INFO."""
@@ -201,4 +208,6 @@ class NeuralContract(ModelContract):
         monkeypatch.setattr(cls, "_train_epoch", real_epoch)
         resumed = self.make_model(epochs=4).fit(data, options)
         assert [e["epoch"] for e in resumed.training_log] == [1, 2, 3, 4]
-        torch.testing.assert_close(resumed.score(data.matrix), uninterrupted.score(data.matrix))
+        torch.testing.assert_close(
+            resumed.score(data.matrix, everyone(data)), uninterrupted.score(data.matrix, everyone(data))
+        )

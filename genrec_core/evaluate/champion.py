@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 import scipy.sparse as sp
 
 from genrec_core import layout
@@ -28,8 +29,8 @@ class KnownItemsOnly(Recommender):
         super().__init__()
         self.inner, self.n_items = model, n_items
 
-    def prepare(self, history: sp.csr_matrix) -> Any:
-        return self.inner.prepare(history[:, : self.inner.n_items])
+    def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any:
+        return self.inner.prepare(history[:, : self.inner.n_items], users)
 
     def score_prepared(self, prepared: Any) -> Any:
         import torch
@@ -41,8 +42,8 @@ class KnownItemsOnly(Recommender):
         )
         return torch.cat([known, pad], dim=1)
 
-    def score(self, history: sp.csr_matrix) -> Any:
-        return self.score_prepared(self.prepare(history))
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any:
+        return self.score_prepared(self.prepare(history, users))
 
     def _fit(self, train: Any, options: Any) -> None:  # pragma: no cover - never trained
         raise TypeError("KnownItemsOnly wraps a trained model")

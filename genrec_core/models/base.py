@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+import numpy as np
 import scipy.sparse as sp
 
 from genrec_core.data.interactions import Interactions
@@ -103,10 +104,13 @@ class Recommender(ABC):
     def _fit(self, train: Interactions, options: FitOptions) -> None: ...
 
     @abstractmethod
-    def score(self, history: sp.csr_matrix) -> torch.Tensor:
-        """Scores [rows, n_items] (float32, on the model's device) for a chunk of users' history rows."""
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
+        """Scores [rows, n_items] (float32, on the model's device) for a chunk of users' history rows.
 
-    def prepare(self, history: sp.csr_matrix) -> Any:
+        `users`: the rows' indices in the user vocabulary. Models that score from the history alone
+        ignore it; one that scores known users by identity (item-based CFGAN) requires it."""
+
+    def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any:
         """CPU-side work for a chunk (runs one chunk ahead on a helper thread); default: none."""
         return history
 

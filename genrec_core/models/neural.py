@@ -104,6 +104,8 @@ class NeuralRecommender(Recommender):
         self.best_epoch = 0
         self.warm_started = False
         self._step = 0  # updates so far (annealing schedules read it)
+        self._seed, self._epoch = 0, 0  # the fit's seed and the epoch in progress (per-epoch sampling reads them)
+        self.n_users_trained = 0  # users in the vocabulary the network was fitted on
         self.expert: torch.Tensor | None = None  # EASE item-item matrix of the linear expert
         self.expert_weight = 0.0
         self.expert_l2: float | None = None
@@ -122,8 +124,10 @@ class NeuralRecommender(Recommender):
         """One epoch of updates over the users in `order`; returns mean losses for the log."""
 
     # ---- shared machinery ---------------------------------------------------------------
-    def initial_network(self, n_items: int, seed: int) -> SparseInputNet:
-        """The untrained network `fit` starts from for this seed."""
+    def initial_network(self, n_items: int, seed: int, n_users: int | None = None) -> SparseInputNet:
+        """The untrained network `fit` starts from for this seed (`n_users`: for a net whose width is the users)."""
+        if n_users is not None:
+            self.n_users_trained = n_users
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self._build(n_items).to(self.device)
@@ -164,7 +168,7 @@ class NeuralRecommender(Recommender):
     def _fit(self, train: Interactions, options: FitOptions) -> None:
         x_all = train.binary()
         rows = train.users_with_history()
-        self.net = self.initial_network(train.n_items, options.seed)
+        self.net = self.initial_network(train.n_items, options.seed, train.n_users)
         self.warm_started = options.warm_start is not None
         if options.warm_start is not None:
             self._warm_start(options.warm_start)
@@ -197,6 +201,7 @@ class NeuralRecommender(Recommender):
                 # Each epoch's order and noise come from (seed, epoch), so a resumed run repeats the same updates.
                 torch.manual_seed(options.seed * 100_003 + epoch)
                 order = np.random.default_rng([options.seed, epoch]).permutation(rows)
+                self._seed, self._epoch = options.seed, epoch
                 self.net.train()
                 entry: dict[str, float] = {"epoch": epoch + 1, **self._train_epoch(x_all, order, optimizers)}
                 entry["updates"] = self._step  # optimizer updates so far (early stopping's patience counts them)
@@ -303,8 +308,10 @@ class NeuralRecommender(Recommender):
 
     def _epochs_of_patience_left(self, validation: Validation, entry: dict[str, float]) -> int:
         """Epochs until early stopping ends the fit if the score does not improve: `patience` epochs and
-        `patience_updates` optimizer updates since the best epoch must both have passed."""
+        `patience_updates` optimizer updates since the best epoch must both have passed, and the config's
+        `min_epochs` (a GAN's) must have run."""
         epochs_left = validation.patience - (int(entry["epoch"]) - self.best_epoch)
+        epochs_left = max(epochs_left, int(getattr(self.config, "min_epochs", 0)) - int(entry["epoch"]))
         if validation.patience_updates <= 0 or self.best_epoch < 1:
             return epochs_left
         since_best = entry.get("updates", 0) - self.training_log[self.best_epoch - 1].get("updates", 0)
@@ -401,21 +408,26 @@ class NeuralRecommender(Recommender):
             return normalized_binary_rows(history, device)
         return binary_rows_tensor(history, device)
 
-    def prepare(self, history: sp.csr_matrix) -> torch.Tensor:
+    def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any:
         """The chunk's input rows as a sparse CPU tensor (pinned when scoring on CUDA)."""
         self._check_history(history)
         x = self.input_rows(history, "cpu")
         return x.pin_memory() if str(self.device).startswith("cuda") else x
 
-    def score(self, history: sp.csr_matrix) -> torch.Tensor:
-        return self.score_prepared(self.prepare(history))
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
+        return self.score_prepared(self.prepare(history, users))
+
+    def network_scores(self, prepared: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's scores for a prepared chunk, and its sparse input rows (on the model's device)."""
+        assert self.net is not None
+        x = prepared.to(self.device, non_blocking=True)
+        return self.net.score_sparse(x).float(), x
 
     @torch.no_grad()
-    def score_prepared(self, prepared: torch.Tensor) -> torch.Tensor:
+    def score_prepared(self, prepared: Any) -> torch.Tensor:
         assert self.net is not None
         self.net.eval()
-        x = prepared.to(self.device, non_blocking=True)
-        scores = self.net.score_sparse(x).float()
+        scores, x = self.network_scores(prepared)
         if self.expert is None:
             return scores
         binary = torch.sparse_coo_tensor(x.indices(), torch.ones_like(x.values()), x.shape, check_invariants=False)

@@ -62,6 +62,11 @@ def variant_names() -> tuple[str, ...]:
     return (*(s.name for s in specs), *(s.name + EXPERT_SUFFIX for s in specs if has_linear_expert(s)))
 
 
+def default_candidates() -> tuple[str, ...]:
+    """The variants `model = "auto"` tries when `selection.candidates` is not set."""
+    return tuple(n for n in variant_names() if model_spec(n.removesuffix(EXPERT_SUFFIX)).default_candidate)
+
+
 def variant(name: str, base: ModelConfig | None = None) -> tuple[ModelSpec, ModelConfig | None]:
     """The spec and config a variant name stands for: `mult_vae+ease` is mult_vae with `linear_expert` on.
     `base` (default: the model's defaults) is the config the variant starts from."""

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class Scorer(Protocol):
     """What the kernel needs of a model: CPU-side preparation of a chunk, then its scores [rows, items]."""
 
-    def prepare(self, history: sp.csr_matrix) -> Any: ...
+    def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any: ...
 
     def score_prepared(self, prepared: Any) -> torch.Tensor: ...
 
@@ -96,11 +96,14 @@ def iter_top_k(
     chunk_size: int,
     seen: sp.csr_matrix | None = None,
     item_mask: np.ndarray | None = None,
+    first_user: int = 0,
 ) -> Iterator[TopKChunk]:
     """Yield top-k chunks for `users` (row indices).
 
     `history` is what the model encodes; items in `seen` (default: `history`) are never
     recommended; `item_mask` (bool per item) marks the eligible items (default: all).
+    History row r holds the user at index `first_user + r` of the user vocabulary; the model
+    gets those indices with the rows (a model that scores known users by identity needs them).
     The next chunk's inputs are prepared on a helper thread while this one computes.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -117,7 +120,7 @@ def iter_top_k(
         coo = seen[rows].tocoo()
         return (
             rows,
-            model.prepare(history[rows]),
+            model.prepare(history[rows], rows + first_user),
             torch.from_numpy(coo.row.astype(np.int64)),
             torch.from_numpy(coo.col.astype(np.int64)),
         )

@@ -139,7 +139,10 @@ def score_shard(
             for scorer, group, source in streams:
                 if scorer is None or not len(group):
                     continue
-                for chunk in iter_top_k(scorer, history, group, request.k, chunk_size, seen=seen, item_mask=eligible):
+                chunks = iter_top_k(
+                    scorer, history, group, request.k, chunk_size, seen=seen, item_mask=eligible, first_user=lo
+                )
+                for chunk in chunks:
                     chunk = TopKChunk(chunk.users + lo, chunk.items, chunk.scores)
                     table = chunk_to_table(chunk, users_vocab, items, request.run_date, model_name, source)
                     storage.write_table(join(out, f"part-{part:05d}.parquet"), table)

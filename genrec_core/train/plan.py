@@ -27,7 +27,7 @@ from genrec_core.config import AUTO, Settings
 from genrec_core.data.interactions import Vocabulary
 from genrec_core.errors import ConfigError, DataError
 from genrec_core.models.base import CONFIG_FILE
-from genrec_core.models.registry import EXPERT_SUFFIX, model_spec, model_specs, variant_names
+from genrec_core.models.registry import EXPERT_SUFFIX, default_candidates, model_spec, model_specs
 from genrec_core.storage import Storage, join
 
 PLAN_FILE = "training.json"
@@ -60,7 +60,9 @@ def _retrain(run_date: dt.date, n_items: int, reason: str) -> TrainingPlan:
 
 def selection_settings(settings: Settings) -> str:
     """A digest of every setting a selection depends on: [selection], k, seed and each candidate's section."""
-    models = sorted({name.removesuffix(EXPERT_SUFFIX) for name in settings.selection.candidates or variant_names()})
+    models = sorted(
+        {name.removesuffix(EXPERT_SUFFIX) for name in settings.selection.candidates or default_candidates()}
+    )
     sections = {}
     for name in models:
         section = settings.model_section(name)

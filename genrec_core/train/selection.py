@@ -26,7 +26,7 @@ from genrec_core.config import Settings
 from genrec_core.data.interactions import Interactions
 from genrec_core.errors import TrainingError
 from genrec_core.models.base import FitOptions, Recommender, Validation
-from genrec_core.models.registry import EXPERT_SUFFIX, has_linear_expert, variant, variant_names
+from genrec_core.models.registry import EXPERT_SUFFIX, default_candidates, has_linear_expert, variant, variant_names
 from genrec_core.models.spec import ModelConfig, ModelSpec
 from genrec_core.ranking.metrics import evaluate
 from genrec_core.ranking.topk import chunk_rows
@@ -113,7 +113,7 @@ class SelectionResult:
 
 def candidates(settings: Settings, n_items: int) -> tuple[list[Candidate], dict[str, str]]:
     """The candidates to try, cheapest first, and those left out with the reason."""
-    names = settings.selection.candidates or variant_names()
+    names = settings.selection.candidates or default_candidates()
     chosen, skipped = [], {}
     for name in names:
         base = name.removesuffix(EXPERT_SUFFIX)

@@ -66,8 +66,9 @@ class _FixedLists:
     def __init__(self, lists: np.ndarray, items: int) -> None:
         self.lists, self.items = lists, items
 
-    def prepare(self, history: sp.csr_matrix):  # the row indices travel in the history's data
-        return np.asarray(history.sum(axis=1)).ravel().astype(np.int64) - 1
+    def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None):
+        assert users is not None
+        return users
 
     def score_prepared(self, users: np.ndarray):
         import torch
@@ -84,8 +85,7 @@ def test_the_mean_metrics_the_gate_and_selection_use_agree_with_ranx():
     """`evaluate` (top-k with seen items masked, then the means) over lists fixed in advance."""
     lists, relevant = _case(2, users=120, items=60, padded=False)
     users = relevant.shape[0]
-    # history: one item per user outside its list and relevant set (so masking it changes nothing), valued
-    # u + 1 so that `prepare` recovers the user's row
+    # history: one item per user outside its list and relevant set (so masking it changes nothing)
     history_item = [next(i for i in range(60) if i not in set(lists[u]) and relevant[u, i] == 0) for u in range(users)]
     history = sp.csr_matrix(
         (np.arange(1, users + 1, dtype=np.float64), (np.arange(users), history_item)), shape=(users, 60)

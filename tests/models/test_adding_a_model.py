@@ -69,7 +69,7 @@ class Cooccurrence(Recommender):
         counts = np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)
         self.weights = torch.from_numpy(co / counts[None, :] ** self.config.damping).float()
 
-    def score(self, history):
+    def score(self, history, users=None):
         self._check_history(history)
         return binary_rows_tensor(history, "cpu") @ self.weights
 

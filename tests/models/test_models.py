@@ -20,7 +20,7 @@ from genrec_core.models.mult_vae.model import MultVAE, mult_vae_loss
 from genrec_core.models.popularity.model import Popularity
 from genrec_core.models.rec_vae import RecVAEConfig
 from genrec_core.models.rec_vae.model import RecVAE
-from tests.model_contract import OPTIONS, ModelContract, NeuralContract
+from tests.model_contract import OPTIONS, ModelContract, NeuralContract, everyone
 from tests.support import two_block_interactions
 
 
@@ -85,7 +85,20 @@ class TestRecVAE(NeuralContract):
         torch.testing.assert_close(net.log_prior(x, z), expected.detach(), atol=1e-5, rtol=1e-5)
 
 
-class TestRecVAEWithLinearExpert(NeuralContract):
+class LinearExpertChecks:
+    """For a model fitted with the expert at l2 10 and weight 3."""
+
+    def test_scores_are_the_network_and_the_expert_combined(self, fitted, data):
+        """log_softmax(network scores) + weight * x B, B the EASE of the same data."""
+        x = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32))
+        plain = type(fitted)(fitted.config)
+        plain.load_state(fitted.config_dict(), fitted.n_items, fitted.net.state_dict())
+        ease = EASE(EASEConfig(l2=10.0)).fit(data, OPTIONS)
+        expected = torch.log_softmax(plain.score(data.matrix), dim=1) + 3.0 * (x @ ease.weights)
+        torch.testing.assert_close(fitted.score(data.matrix), expected, atol=1e-4, rtol=1e-4)
+
+
+class TestRecVAEWithLinearExpert(LinearExpertChecks, NeuralContract):
     @classmethod
     def make_model(cls, **overrides) -> Recommender:
         return RecVAE(
@@ -93,14 +106,6 @@ class TestRecVAEWithLinearExpert(NeuralContract):
                 **{**SMALL_REC_VAE, "linear_expert": True, "expert_l2": 10.0, "expert_weight": 3.0, **overrides}
             )
         )
-
-    def test_scores_are_the_product_of_the_two_experts(self, fitted, data):
-        x = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32))
-        plain = RecVAE(fitted.config)
-        plain.load_state(fitted.config_dict(), fitted.n_items, fitted.net.state_dict())
-        ease = EASE(EASEConfig(l2=10.0)).fit(data, OPTIONS)
-        expected = torch.log_softmax(plain.score(data.matrix), dim=1) + 3.0 * (x @ ease.weights)
-        torch.testing.assert_close(fitted.score(data.matrix), expected, atol=1e-4, rtol=1e-4)
 
     def test_weight_and_l2_are_chosen_on_validation(self, data):
         from genrec_core.models.base import Validation
@@ -119,38 +124,89 @@ class TestRecVAEWithLinearExpert(NeuralContract):
         torch.testing.assert_close(model.expert, expected)
 
 
+SMALL_CFGAN = {
+    "mode": "user",
+    "generator_hidden": 32,
+    "discriminator_hidden": 16,
+    "epochs": 150,
+    "min_epochs": 0,
+    "generator_learning_rate": 3e-3,
+    "discriminator_learning_rate": 1e-3,
+    "generator_batch_size": 20,
+    "discriminator_batch_size": 20,
+    "batch_size": 20,
+    "zr_weight": 0.1,
+    "finetune_epochs": 40,
+    "linear_expert": False,
+}
+
+
 class TestCFGAN(NeuralContract):
     @classmethod
     def make_model(cls, **overrides) -> Recommender:
+        return CFGAN(CFGANConfig(**{**SMALL_CFGAN, **overrides}))
+
+
+class TestCFGANItemBased(NeuralContract):
+    """The authors' MovieLens mode: CFGAN over the items' columns; a user's scores are G's outputs at its index."""
+
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return CFGAN(CFGANConfig(**{**SMALL_CFGAN, "mode": "item", "epochs": 100, **overrides}))
+
+    def test_scores_are_the_generator_outputs_for_each_item_column(self, fitted, data):
+        columns = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32)).T
+        with torch.no_grad():
+            expected = fitted.net.generate(columns).T
+        torch.testing.assert_close(fitted.score(data.matrix, everyone(data)), expected, atol=1e-5, rtol=1e-5)
+
+    def test_needs_the_users_and_gives_a_new_user_the_mean_users_scores(self, fitted, data):
+        with pytest.raises(ValueError, match="user indices"):
+            fitted.score(data.matrix[:3])
+        out = fitted.net.generator[-1]
+        new_user = fitted.score(data.matrix[:1], np.array([data.n_users + 5]))[0]
+        expected = fitted.net.item_hidden @ out.weight.mean(dim=0) + out.bias.mean()
+        torch.testing.assert_close(new_user, expected.detach())
+
+    def test_scores_from_the_item_columns_it_is_given(self, data):
+        """Fitted on part of the history, then given all of it (the bench's protocol): its scores are G's
+        outputs for the new columns, with the fitted weights."""
+        part = data.matrix.copy()
+        part.data[::3] = 0
+        part.eliminate_zeros()
+        model = self.make_model(epochs=3).fit(Interactions(part, data.users, data.items), OPTIONS)
+        model.use_item_columns(data)
+        columns = torch.from_numpy((data.matrix.toarray() > 0).astype(np.float32)).T
+        with torch.no_grad():
+            expected = model.net.generate(columns).T
+        torch.testing.assert_close(model.score(data.matrix, everyone(data)), expected, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="fitted on"):
+            model.use_item_columns(Interactions(data.matrix[:10].tocsr(), Vocabulary(data.users.ids[:10]), data.items))
+
+    def test_fine_tunes_onto_new_users(self, fitted, data):
+        """Yesterday's model knew 50 of the 60 users; after fine-tuning on today's, the 10 new users (of block 1)
+        have scores of their own, led by block 1's items, where before they had the mean user's."""
+        yesterday = Interactions(data.matrix[:50].tocsr(), Vocabulary(data.users.ids[:50]), data.items)
+        previous = self.make_model().fit(yesterday, OPTIONS)
+        new_users = np.arange(50, 60)
+        before = previous.score(data.matrix[50:], new_users)
+        assert torch.allclose(before, before[:1].expand_as(before))  # all the mean user's
+        tuned = self.make_model().fit(data, FitOptions(seed=1, threads=2, warm_start=previous))
+        after = tuned.score(data.matrix[50:], new_users)
+        half = data.n_items // 2
+        assert (after[:, half:].mean(dim=1) > after[:, :half].mean(dim=1)).all()
+
+    def test_refuses_more_users_than_its_limit(self, data):
+        with pytest.raises(ValueError, match="item_mode_max_users"):
+            self.make_model(item_mode_max_users=10).fit(data, OPTIONS)
+
+
+class TestCFGANWithLinearExpert(LinearExpertChecks, NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
         return CFGAN(
-            CFGANConfig(
-                **{
-                    "generator_hidden": 32,
-                    "discriminator_hidden": 16,
-                    "discriminator_layers": 2,
-                    "epochs": 150,
-                    "batch_size": 20,
-                    "learning_rate": 3e-3,
-                    "zr_weight": 0.1,
-                    "finetune_epochs": 40,
-                    **overrides,
-                }
-            )
+            CFGANConfig(**{**SMALL_CFGAN, "linear_expert": True, "expert_l2": 10.0, "expert_weight": 3.0, **overrides})
         )
-
-
-def test_cfgan_losses_match_the_paper():
-    """D: -log D(real) - log(1 - D(fake)); G: log(1 - D(fake)) + alpha * sum over ZR items of G^2."""
-    from genrec_core.models.cfgan.model import discriminator_loss, generator_loss
-
-    real, fake = torch.tensor([0.4, -1.2]), torch.tensor([-0.3, 2.0])
-    generated = torch.tensor([[0.2, 0.9, 0.5], [0.1, 0.3, 0.7]])
-    zr = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
-    sig = torch.sigmoid
-    d_expected = (-torch.log(sig(real)) - torch.log(1 - sig(fake))).mean()
-    g_expected = (torch.log(1 - sig(fake)) + 0.5 * torch.tensor([0.2**2 + 0.5**2, 0.3**2])).mean()
-    torch.testing.assert_close(discriminator_loss(real, fake), d_expected)
-    torch.testing.assert_close(generator_loss(fake, generated, zr, 0.5), g_expected)
 
 
 def test_mult_vae_loss_matches_the_reference_formula():

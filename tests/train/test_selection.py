@@ -137,8 +137,18 @@ def test_candidates_over_their_item_limit_are_left_out_naming_the_setting(tmp_pa
         "ease": "80 items exceed ease.max_items=50 (an items x items matrix)",
         "mult_vae+ease": "80 items exceed mult_vae.expert_max_items=60 (an items x items matrix)",
     }
-    assert [c.name for c in pool] == ["item_knn", "popularity", "mult_vae", "rec_vae", "cfgan", "rec_vae+ease"]
+    assert [c.name for c in pool] == ["item_knn", "popularity", "mult_vae", "rec_vae", "rec_vae+ease"]
     assert [c.name for c in candidates(settings, n_items=50)[0]][:3] == ["ease", "item_knn", "popularity"]
+
+
+def test_cfgan_is_tried_only_when_named():
+    """Not a default candidate (hundreds of epochs, past a night's budget on the CPU workers); named, it is."""
+    settings = make_settings("file:///nonexistent", "file:///nonexistent-out", model="auto")
+    assert not {"cfgan", "cfgan+ease"} & {c.name for c in candidates(settings, n_items=80)[0]}
+    named = make_settings(
+        "file:///nonexistent", "file:///nonexistent-out", model="auto", selection={"candidates": ["ease", "cfgan+ease"]}
+    )
+    assert [c.name for c in candidates(named, n_items=80)[0]] == ["ease", "cfgan+ease"]
 
 
 def test_without_a_day_to_judge_on_the_first_fallback_that_fits_is_served(tmp_path):

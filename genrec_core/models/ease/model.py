@@ -42,7 +42,7 @@ class EASE(Recommender):
         self.weights = weights.float().contiguous().to(self.device)
 
     @torch.no_grad()
-    def score(self, history: sp.csr_matrix) -> torch.Tensor:
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
         self._check_history(history)
         assert self.weights is not None
         return torch.sparse.mm(binary_rows_tensor(history, self.device), self.weights)

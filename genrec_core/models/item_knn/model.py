@@ -62,7 +62,7 @@ class ItemKNN(Recommender):
         return self._similarity_t
 
     @torch.no_grad()
-    def score(self, history: sp.csr_matrix) -> torch.Tensor:
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
         self._check_history(history)
         return torch.sparse.mm(binary_rows_tensor(history, self.device), self._dense_similarity())
 

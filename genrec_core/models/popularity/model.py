@@ -34,7 +34,7 @@ class Popularity(Recommender):
         counts = np.asarray((train.matrix > 0).sum(axis=0)).ravel().astype(np.float32)
         self.item_scores = torch.from_numpy(counts / max(counts.max(), 1.0)).to(self.device)
 
-    def score(self, history: sp.csr_matrix) -> torch.Tensor:
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
         self._check_history(history)
         assert self.item_scores is not None
         return self.item_scores.unsqueeze(0).expand(history.shape[0], -1).clone()
