@@ -248,3 +248,38 @@ def test_scoring_killed_mid_way_is_refused_then_the_retry_writes_every_list_once
     clean, _, _ = run_score(settings, extract_uri, model_uri, (tmp_path / "clean").as_uri(), chunk=8, block=10)
     pd.testing.assert_frame_equal(retried, clean)
     assert not retried.duplicated(["user_id", "rank"]).any()
+
+
+def test_an_item_based_model_scores_each_user_by_its_own_index_in_every_block(trained, tmp_path):
+    """Item-based CFGAN scores a user by its vocabulary index: blocks and shards of users must pass the right
+    indices, so every layout gives the lists the model gives each user alone."""
+    import numpy as np
+
+    from genrec_core.models.base import FitOptions
+    from genrec_core.models.cfgan import CFGANConfig
+    from genrec_core.models.cfgan.model import CFGAN
+    from genrec_core.ranking.topk import deterministic_top_k
+
+    settings, extract_uri, _ = trained
+    storage = Storage()
+    data = ExtractedData(extract_uri, RUN_DATE, storage)
+    train = data.split()[0]
+    config = CFGANConfig(mode="item", generator_hidden=16, discriminator_hidden=8, epochs=3, linear_expert=False)
+    model_uri = (tmp_path / "cfgan").as_uri()
+    CFGAN(config).fit(train, FitOptions(seed=1)).save(model_uri, storage)
+    whole, _, _ = run_score(settings, extract_uri, model_uri, (tmp_path / "whole").as_uri())
+    for chunk, shards, block in ((7, 2, 5), (16, 3, 37)):
+        other, _, _ = run_score(
+            settings, extract_uri, model_uri, (tmp_path / f"s{block}").as_uri(), chunk, shards, block=block
+        )
+        pd.testing.assert_frame_equal(whole.drop(columns="score"), other.drop(columns="score"))
+
+    model, seen = load_model(model_uri, storage), data.seen()
+    history, _ = data.user_block(0, len(seen.users))
+    lists = whole[whole.source == "model"]
+    for user in lists.user_id.unique()[:5]:
+        u = int(seen.users.index_of([user])[0])
+        scores = model.score(history[u : u + 1], np.array([u]))
+        scores[0, seen.matrix[u].indices] = float("-inf")
+        top = deterministic_top_k(scores, settings.k)[0][0].tolist()
+        assert lists[lists.user_id == user].item_id.tolist() == [seen.items.ids[i] for i in top]
