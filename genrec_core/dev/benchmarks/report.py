@@ -64,6 +64,37 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['model']} → {row['winner']}" if row.get("winner") else str(row["model"])
 
 
+def _references(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The published figures for a quality record's data set (a record of some models is named `<set>-<models>`)."""
+    datasets = {row.get("dataset") for row in record["result"]} or {record["case"]}
+    return REFERENCES.get(datasets.pop(), []) if len(datasets) == 1 else []
+
+
+def _gan_curves(path: Path, title: str, row: dict[str, Any]) -> None:
+    """A GAN's fit epoch by epoch: D's accuracy, G's adversarial loss and the validation NDCG@20."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("D accuracy (its own batches)", row["gan_curves"]["discriminator_accuracy"]),
+        ("G adversarial loss  -log D(G)", row["gan_curves"]["generator_adversarial_loss"]),
+        ("validation NDCG@20", row["valid_curve"]),
+    ]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True, layout="constrained")
+    for ax, (label, values) in zip(axes, panels):
+        ax.plot(range(1, len(values) + 1), values, color="#4C72B0", linewidth=1)
+        ax.set_ylabel(label, fontsize=8)
+        if row.get("best_epoch"):
+            ax.axvline(row["best_epoch"], linestyle="--", color="#C44E52", linewidth=1)
+    axes[-1].set_xlabel(f"epoch (dashed: the best-validation epoch, {row.get('best_epoch')})")
+    axes[0].set_title(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def quality_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines: list[str] = []
     for name, record in _by_bench(records, "quality"):
@@ -100,7 +131,7 @@ def quality_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
                 ]
             )
         lines += _table(header, rows)
-        for ref in REFERENCES.get(record["case"], []):
+        for ref in _references(record):
             lines.append(f"- published: {ref['label']} N@20 {ref['ndcg@20']:.3f} ({ref['note']})")
         lines.append("")
     return lines
@@ -265,7 +296,7 @@ def draw_plots(records: list[tuple[str, dict[str, Any]]], docs: Path = DOCS) -> 
     for _, record in _by_bench(records, "quality"):
         rows = [r for r in record["result"] if r.get("metrics", {}).get("ndcg@20") is not None]
         path = docs / f"bench-quality-{record['case']}.png"
-        refs = tuple((f"{r['label']} ({r['note']})", r["ndcg@20"]) for r in REFERENCES.get(record["case"], []))
+        refs = tuple((f"{r['label']} ({r['note']})", r["ndcg@20"]) for r in _references(record))
         _bars(
             path,
             f"Test NDCG@20 by model, {record['case']} (commit {(record.get('commit') or '?')[:7]})",
@@ -276,6 +307,11 @@ def draw_plots(records: list[tuple[str, dict[str, Any]]], docs: Path = DOCS) -> 
             refs,
         )
         written.append(path)
+        for row in rows:
+            if row.get("gan_curves") and row.get("valid_curve"):
+                curves = docs / f"bench-curves-{row['dataset']}-{row['model'].replace('+', '-')}.png"
+                _gan_curves(curves, f"{row['model']} on {row['dataset']}, epoch by epoch", row)
+                written.append(curves)
     throughput: list[tuple[str, str, str, str, list[tuple[str, str]]]] = [
         (
             "scoring",
