@@ -91,15 +91,16 @@ def test_the_cli_saves_a_bench_run_under_its_case(tmp_path, monkeypatch, capsys)
 def test_a_gan_row_gets_its_epoch_curves_and_a_partial_record_its_data_sets_references(tmp_path):
     row = {
         "dataset": "ml-1m",
-        "model": "cfgan+ease",
+        "model": "cfgan",
         "metrics": {"ndcg@20": 0.25},
         "best_epoch": 2,
         "valid_curve": [0.1, 0.2, 0.15],
         "gan_curves": {"discriminator_accuracy": [0.5, 0.6, 0.55], "generator_adversarial_loss": [0.7, 0.65, 0.7]},
     }
-    record.save("quality", "ml-1m-cfgan+ease", [row], ["bench", "quality", "--save"], root=tmp_path)
+    ease_row = {**row, "model": "cfgan+ease"}  # the same network with the expert: no second curves plot
+    record.save("quality", "ml-1m-cfgan", [row, ease_row], ["bench", "quality", "--save"], root=tmp_path)
     plots = report.draw_plots(report.named_records(tmp_path), tmp_path / "docs")
-    assert [p.name for p in plots] == ["bench-quality-ml-1m-cfgan+ease.png", "bench-curves-ml-1m-cfgan-ease.png"]
+    assert [p.name for p in plots] == ["bench-quality-ml-1m-cfgan.png", "bench-curves-ml-1m-cfgan.png"]
     assert plots[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = "\n".join(report.quality_section(report.named_records(tmp_path)))
     assert "published: CFGAN tuned, ECIR 2022 study N@20 0.380" in table

@@ -307,9 +307,9 @@ def draw_plots(records: list[tuple[str, dict[str, Any]]], docs: Path = DOCS) -> 
             refs,
         )
         written.append(path)
-        for row in rows:
-            if row.get("gan_curves") and row.get("valid_curve"):
-                curves = docs / f"bench-curves-{row['dataset']}-{row['model'].replace('+', '-')}.png"
+        for row in rows:  # a `+ease` row trained the same network as its plain row: one plot per network
+            if row.get("gan_curves") and row.get("valid_curve") and "+" not in row["model"]:
+                curves = docs / f"bench-curves-{row['dataset']}-{row['model']}.png"
                 _gan_curves(curves, f"{row['model']} on {row['dataset']}, epoch by epoch", row)
                 written.append(curves)
     throughput: list[tuple[str, str, str, str, list[tuple[str, str]]]] = [
