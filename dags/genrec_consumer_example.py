@@ -2,8 +2,9 @@
 ### genrec_consumer_example
 
 An example downstream DAG: it runs whenever `genrec_nightly` publishes a date (it is
-scheduled on the `genrec_recommendations` Asset) and reads that date's S3 manifest,
-the way a product team's job would start from a complete, published batch.
+scheduled on the `genrec_recommendations` Asset) and reads that date's record in the
+object store's `publications` Delta table, the way a product team's job would start from a
+complete, published batch.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def genrec_consumer_example() -> None:
         events = [e for evts in context["triggering_asset_events"].values() for e in evts]
         run_dates = sorted({e.extra["run_date"] for e in events if e.extra and "run_date" in e.extra})
         settings = runtime.settings(context)
-        return {d: pipeline.published_manifest(settings, dt.date.fromisoformat(d)) for d in run_dates}
+        return {d: pipeline.published_record(settings, dt.date.fromisoformat(d)) for d in run_dates}
 
     read_published()
 

@@ -2,8 +2,9 @@
 ### genrec_watchdog
 
 Alerts when the lists for day D are still not published at the configured hour of D+1
-(`GENREC_WATCHDOG_CRON`, default 06:00 UTC): it checks D's S3 manifest, the same thing
-readers trust, and notifies through `GenrecNotifier` (event `late`) when it is missing.
+(`GENREC_WATCHDOG_CRON`, default 06:00 UTC): it checks D's row in the object store's
+`publications` table, the same thing readers trust, and notifies through `GenrecNotifier`
+(event `late`) when it is missing.
 """
 
 from __future__ import annotations

@@ -100,12 +100,25 @@ def cmd_db_upgrade(args: argparse.Namespace) -> dict[str, Any]:
         return {"applied": upgrade(dsn)}
 
 
+def _lake(config: str | None) -> Any:
+    """The object store's tables, or None before their first publish."""
+    from genrec_core.config import load_settings
+    from genrec_core.publish.lake import PUBLICATIONS, Lake
+    from genrec_core.storage import Storage
+
+    settings = load_settings(config)
+    lake = Lake(Storage.from_settings(settings), settings.output_uri)
+    return lake if lake.exists(PUBLICATIONS) else None
+
+
 def cmd_publish_rollback(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.publish.postgres import rollback_to
 
     with settings_dsn(args.config, migrate=True) as dsn:
         previous = rollback_to(dsn, args.to, args.reason)
-    return {"serving": args.to, "previously_serving": previous}
+    lake = _lake(args.config)
+    previous_in_tables = lake.serve(args.to) if lake is not None else None
+    return {"serving": args.to, "previously_serving": previous, "previously_serving_in_tables": previous_in_tables}
 
 
 def cmd_publish_drop(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,7 +126,19 @@ def cmd_publish_drop(args: argparse.Namespace) -> dict[str, Any]:
 
     with settings_dsn(args.config, migrate=True) as dsn:
         served = drop_date(dsn, args.date, args.reason)
-    return {"dropped": args.date, "serving": served}
+    lake = _lake(args.config)
+    served_in_tables = lake.drop(args.date) if lake is not None and args.date in lake.publications() else None
+    return {"dropped": args.date, "serving": served, "serving_in_tables": served_in_tables}
+
+
+def cmd_publish_migrate(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.config import load_settings
+    from genrec_core.publish.object_store import migrate_manifests
+    from genrec_core.storage import Storage
+
+    settings = load_settings(args.config)
+    moved = migrate_manifests(Storage.from_settings(settings), settings.output_uri)
+    return {"migrated": [d.isoformat() for d in moved]}
 
 
 def cmd_bench_publish(args: argparse.Namespace) -> dict[str, Any]:
@@ -254,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--config")
     up.set_defaults(func=cmd_db_upgrade)
 
-    p = sub.add_parser("publish", help="operate on published dates in Postgres")
+    p = sub.add_parser("publish", help="operate on published dates (Postgres and the object store's tables)")
     pub = p.add_subparsers(dest="publish_command", required=True)
     rb = pub.add_parser("rollback", help="serve an earlier kept date from genrec.recommendations_latest")
     rb.add_argument("--to", type=_date, required=True)
@@ -266,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--reason", default="")
     dr.add_argument("--config")
     dr.set_defaults(func=cmd_publish_drop)
+    mg = pub.add_parser("migrate", help="copy 0.4's manifested dates (recommendations/dt=D/) into the Delta tables")
+    mg.add_argument("--config")
+    mg.set_defaults(func=cmd_publish_migrate)
 
     p = sub.add_parser("bench", help="benchmarks (print one JSON object)")
     bench = p.add_subparsers(dest="bench_command", required=True)

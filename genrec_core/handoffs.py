@@ -159,9 +159,9 @@ class Scored(Handoff):
 
 @dataclass(frozen=True)
 class PublishedObjects(Handoff):
-    uri: str
+    uri: str  # the Delta table of the lists
     rows: int
-    manifest: str
+    version: int  # the table version that committed the date
     retention_removed: list[str] = field(default_factory=list)
     cost: StageCost | None = None
 
@@ -183,6 +183,7 @@ class RunRecord(Handoff):
     trained: Trained
     evaluated: Evaluated
     started_at: str | None = None  # monitoring only; nothing is keyed on it
+    run_id: str | None = None  # the orchestrator's run id, kept in the object store's commit (audit only)
     decision: GateDecision | None = None
     scored: Scored | None = None
     objects: PublishedObjects | None = None
@@ -196,8 +197,9 @@ class RunRecord(Handoff):
         trained: Trained,
         evaluated: Evaluated,
         started_at: str | None = None,
+        run_id: str | None = None,
     ) -> RunRecord:
-        return cls(run_date.isoformat(), extracted, trained, evaluated, started_at)
+        return cls(run_date.isoformat(), extracted, trained, evaluated, started_at, run_id)
 
     def but(self, **changes: Any) -> RunRecord:
         """This record with later stages' results filled in."""

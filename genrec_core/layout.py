@@ -4,7 +4,9 @@
 extract/dt=D/                  the extract (daily/, vocab/, quarantine/, stats.json)
 models/<model>/dt=D/           a trained model's artifact
 scored/dt=D/                   the scorer's part files, before publishing
-recommendations/dt=D/          the published lists (+ _manifest.json)
+tables/recommendations/        the published lists: a Delta table partitioned by run_date (publish/lake.py),
+tables/publications/, serving/ beside it with one row per published date and the served date
+recommendations/dt=D/          0.4's published lists (+ _manifest.json), until retention removes them
 runs/dt=D/summary.json         the run summary
 ```
 """

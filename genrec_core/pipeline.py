@@ -410,8 +410,9 @@ def _staged(settings: Settings, scored: Scored) -> tuple[Storage, list[str]]:
 
 @_metered
 def publish_object_store(settings: Settings, run_date: dt.date, record: RunRecord) -> PublishedObjects:
-    """Copy D's lists under recommendations/dt=D/, write the manifest last, then apply retention."""
-    from genrec_core.publish.object_store import MANIFEST, apply_object_retention
+    """Replace D's lists in the object store's Delta table (one commit), record and serve D, apply retention."""
+    from genrec_core.publish.lake import LISTS, table_uri
+    from genrec_core.publish.object_store import apply_object_retention
     from genrec_core.publish.object_store import publish_object_store as publish
 
     assert record.scored is not None
@@ -420,12 +421,11 @@ def publish_object_store(settings: Settings, run_date: dt.date, record: RunRecor
         "model": record.trained.model,
         "model_uri": record.trained.model_uri,
         "model_version": record.trained.version,
+        "run_id": record.run_id or "",
     }
-    manifest = publish(storage, settings.output_uri, run_date, parts, model_info)
+    publication = publish(storage, settings.output_uri, run_date, parts, model_info)
     removed = apply_object_retention(storage, settings.output_uri, settings.keep_dates)
-    return PublishedObjects(
-        layout.recommendations_uri(settings.output_uri, run_date), manifest["rows"], MANIFEST, removed
-    )
+    return PublishedObjects(table_uri(settings.output_uri, LISTS), publication.rows, publication.lists_version, removed)
 
 
 @_metered
@@ -451,22 +451,22 @@ def publish_postgres(settings: Settings, run_date: dt.date, record: RunRecord) -
 
 
 def is_published(settings: Settings, run_date: dt.date) -> bool:
-    """Whether D's lists are published (its S3 manifest exists: what readers trust)."""
-    from genrec_core.publish.object_store import MANIFEST
-
-    return _storage(settings).exists(join(layout.recommendations_uri(settings.output_uri, run_date), MANIFEST))
+    """Whether D's lists are published (D has a row in the object store's `publications` table)."""
+    return run_date in published_records(settings)
 
 
-def published_manifest(settings: Settings, run_date: dt.date) -> dict[str, Any]:
-    """The S3 manifest of a published date (row count, files, model version); DataError when not published."""
-    from genrec_core.publish.object_store import MANIFEST
+def published_record(settings: Settings, run_date: dt.date) -> dict[str, Any]:
+    """A published date's record (rows, model, model version, table version); DataError when not published."""
+    records = published_records(settings)
+    if run_date not in records:
+        raise DataError(f"{run_date} is not published in {join(settings.output_uri, 'tables')}")
+    return records[run_date]
 
-    uri = join(layout.recommendations_uri(settings.output_uri, run_date), MANIFEST)
-    storage = _storage(settings)
-    if not storage.exists(uri):
-        raise DataError(f"{run_date} is not published: {uri} does not exist")
-    manifest: dict[str, Any] = storage.read_json(uri)
-    return manifest
+
+def published_records(settings: Settings) -> dict[dt.date, dict[str, Any]]:
+    from genrec_core.publish.object_store import published
+
+    return published(_storage(settings), settings.output_uri)
 
 
 def record_run(settings: Settings, record: RunRecord) -> str:
@@ -486,7 +486,7 @@ def run_nightly(settings: Settings, run_date: dt.date) -> dict[str, Any]:
     check_data(settings, extracted)
     trained = train(settings, run_date, extracted)
     evaluated = evaluate(settings, run_date, extracted, trained)
-    record = RunRecord.start(run_date, extracted, trained, evaluated, started_at)
+    record = RunRecord.start(run_date, extracted, trained, evaluated, started_at, f"genrec run {run_date}")
     record = record.but(decision=gate(settings, run_date, record))
     scored = Scored.combine([score(settings, run_date, extracted, trained, shard) for shard in shard_plan(settings)])
     record = record.but(scored=scored)

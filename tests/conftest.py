@@ -54,17 +54,32 @@ def pg_dsn(postgres: LocalPostgres) -> str:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
-    """moto's S3 server: a real HTTP endpoint on loopback."""
-    import logging
+    """moto's S3 server: a real HTTP endpoint on loopback, in its own process (as MinIO or AWS would be:
+    delta-rs holds the GIL through some of its requests, which a server thread in this process could not answer)."""
+    import socket
+    import subprocess
+    import sys
+    import time
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
+            time.sleep(0.1)
     yield f"http://127.0.0.1:{port}"
-    server.stop()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from genrec_core.dev.generate import generate_logs
 from genrec_core.pipeline import run_nightly
+from genrec_core.publish.lake import Lake
 from genrec_core.storage import join
 from tests.support import (
     RUN_DATE,
@@ -48,10 +49,9 @@ def test_nightly_run_over_s3_and_postgres(s3_settings, s3_storage):
     assert_lists_are_complete_and_unseen(recs, seen, settings.k)
     assert summary["rows_published"] == len(recs) == settings.k * len({u for u, _ in seen})
 
-    parquet = s3_storage.read_table(join(settings.output_uri, "recommendations", "dt=2026-11-20")).to_pandas()
-    assert len(parquet) == len(recs)
-    manifest = s3_storage.read_json(join(settings.output_uri, "recommendations", "dt=2026-11-20", "_manifest.json"))
-    assert manifest["rows"] == len(recs)
+    lake = Lake(s3_storage, settings.output_uri)
+    assert lake.read_date(RUN_DATE).num_rows == len(recs) == lake.publications()[RUN_DATE].rows
+    assert lake.serving_date() == RUN_DATE
     for name in (
         "models/mult_vae/dt=2026-11-20/weights.pt",
         "runs/dt=2026-11-20/summary.json",
@@ -163,7 +163,7 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     summary = s3_storage.read_json(join(settings.output_uri, "runs", "dt=2026-11-20", "summary.json"))
     assert summary["rows_published"] == len(recs)
     # nothing dated after D was produced
-    assert s3_storage.list_dir(join(settings.output_uri, "recommendations")) == ["dt=2026-11-19", "dt=2026-11-20"]
+    assert sorted(Lake(s3_storage, settings.output_uri).publications()) == [dt.date(2026, 11, 19), RUN_DATE]
     # D's gate compared against the model published for D-1, and against the strongest closed-form baseline
     assert summary["gate"]["passed"] and summary["gate"]["champion_version"] == f"{winner}@2026-11-19"
     assert summary["gate"]["baseline"] in ("ease", "item_knn") and summary["model"] == winner

@@ -45,7 +45,7 @@ def _through_xcom(value):
 
 
 def test_every_handoff_round_trips_through_json():
-    objects = PublishedObjects("file:///o/recommendations/dt=2026-11-20", 30, "_manifest.json", [])
+    objects = PublishedObjects("file:///o/tables/recommendations", 30, 4, [])
     postgres = PublishedPostgres(30, {"copy_s": 0.1}, ["2026-10-01"])
     for value in (EXTRACTED, TRAINED, EVALUATED, DECISION, SCORED, objects, postgres):
         assert _through_xcom(value) == value

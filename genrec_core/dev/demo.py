@@ -15,6 +15,7 @@ from genrec_core.dev.generate import LogSpec, generate_logs
 from genrec_core.dev.paths import state_dir
 from genrec_core.dev.services.local_postgres import LocalPostgres
 from genrec_core.errors import GenrecError
+from genrec_core.publish.lake import LISTS, Lake
 from genrec_core.storage import Storage, join
 
 
@@ -121,11 +122,12 @@ def _show_results(dsn: str, run_date: dt.date, output_uri: str, seconds: float, 
     stages = ", ".join(f"{name} {costs[name]['seconds']:.1f} s" for name in order if name in costs)
     print(f"Stages: {stages}")
     print("Files:")
-    for name in ("recommendations", "extract", "models", "runs"):
+    for name in ("tables/recommendations", "tables/publications", "tables/serving", "extract", "models", "runs"):
         print(f"  {join(output_uri, name)}")
+    lake = Lake(storage, output_uri)
     print(
-        f"  manifest: {join(output_uri, 'recommendations', f'dt={run_date}', '_manifest.json')} "
-        f"(exists: {storage.exists(join(output_uri, 'recommendations', f'dt={run_date}', '_manifest.json'))})"
+        f"  Delta table version {lake.table(LISTS).version()}; {run_date} published: "
+        f"{run_date in lake.publications()}; serving {lake.serving_date()}"
     )
     print(f"  Airflow log: {log_file}\n")
     return {"run_date": run_date.isoformat(), "rows": rows, "users": users, "seconds": round(seconds, 1)}

@@ -1,6 +1,7 @@
 """The champion: the model behind the newest *published* date before D.
 
-It is read from that date's S3 manifest, so a backfill of D sees exactly what the nightly
+It is read from that date's record in the object store's `publications` table (or a 0.4 manifest),
+so a backfill of D sees exactly what the nightly
 run of D saw. Items new since it was trained get no score from it (its lists come from the
 items it knows).
 """
@@ -13,11 +14,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from genrec_core import layout
 from genrec_core.models.base import Recommender
 from genrec_core.models.registry import load_model
-from genrec_core.publish.object_store import MANIFEST, manifested_dates
-from genrec_core.storage import Storage, join
+from genrec_core.publish.object_store import published
+from genrec_core.storage import Storage
 
 
 class KnownItemsOnly(Recommender):
@@ -59,11 +59,10 @@ class KnownItemsOnly(Recommender):
 
 
 def champion(storage: Storage, output_uri: str, run_date: dt.date) -> dict[str, Any] | None:
-    """The manifest of the newest published date strictly before `run_date` (it names the model), or None."""
-    for day in manifested_dates(storage, output_uri):
-        if day < run_date:
-            return storage.read_json(join(layout.recommendations_uri(output_uri, day), MANIFEST))
-    return None
+    """The record of the newest published date strictly before `run_date` (it names the model), or None."""
+    records = published(storage, output_uri)
+    earlier = [day for day in records if day < run_date]
+    return records[max(earlier)] if earlier else None
 
 
 def champion_model(manifest: dict[str, Any], storage: Storage, n_items: int, device: str = "cpu") -> Recommender:

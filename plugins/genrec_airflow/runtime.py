@@ -60,5 +60,6 @@ def run_record(
         Trained.from_xcom(trained),
         Evaluated.from_xcom(evaluation),
         started,
+        context.get("run_id"),
     )
     return record.but(**{name: kinds[name].from_xcom(value) for name, value in later.items() if value is not None})

@@ -10,6 +10,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from genrec_core.errors import GateRejected
+from genrec_core.publish.lake import Lake
+from genrec_core.storage import Storage
+from tests.support import lists
 
 
 def test_connections_become_plain_settings(monkeypatch):
@@ -135,7 +138,6 @@ def test_watchdog_alerts_when_d_is_not_published(airflow_db, tmp_path, monkeypat
 
     from genrec_airflow.notifiers import GenrecNotifier
     from genrec_core.dev.paths import PROJECT_ROOT
-    from genrec_core.storage import Storage
 
     sent = []
     monkeypatch.setattr(GenrecNotifier, "send", lambda self, payload: sent.append(payload))
@@ -145,7 +147,8 @@ def test_watchdog_alerts_when_d_is_not_published(airflow_db, tmp_path, monkeypat
     dag.test(logical_date=dt.datetime(2026, 11, 21, 6, tzinfo=dt.UTC))
     assert [p["event"] for p in sent] == ["late"] and "2026-11-20 is not published" in sent[0]["reason"]
 
-    Storage().write_json(f"{(tmp_path / 'out').as_uri()}/recommendations/dt=2026-11-20/_manifest.json", {"rows": 1})
+    day = dt.date(2026, 11, 20)
+    Lake(Storage(), (tmp_path / "out").as_uri()).publish(day, lambda: iter([lists(day, 1, 1)]), {})
     sent.clear()
     dag.test(logical_date=dt.datetime(2026, 11, 21, 6, 30, tzinfo=dt.UTC))
     assert sent == []

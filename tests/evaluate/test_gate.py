@@ -16,6 +16,7 @@ from genrec_core.evaluate.champion import KnownItemsOnly, champion
 from genrec_core.evaluate.gate import decide
 from genrec_core.models.popularity.model import Popularity
 from genrec_core.pipeline import run_nightly
+from genrec_core.publish.object_store import published
 from genrec_core.storage import Storage
 from tests.support import RUN_DATE, make_settings
 
@@ -76,11 +77,16 @@ def test_too_few_evaluated_users_and_force():
 
 
 def test_champion_is_the_newest_published_date_before_d(tmp_path):
+    from genrec_core.publish.lake import Lake
+    from tests.support import lists
+
     storage = Storage()
     out = tmp_path.as_uri()
+    lake = Lake(storage, out)
     for day, version in [("2026-11-18", "a"), ("2026-11-19", "b"), ("2026-11-21", "future")]:
-        storage.write_json(f"{out}/recommendations/dt={day}/_manifest.json", {"model_version": version})
-    storage.write_bytes(f"{out}/recommendations/dt=2026-11-20/part-00000.parquet", b"unmanifested")
+        date = dt.date.fromisoformat(day)
+        lake.publish(date, lambda date=date: iter([lists(date, 2, 2)]), {"model_version": version})
+    storage.write_bytes(f"{out}/recommendations/dt=2026-11-20/part-00000.parquet", b"a 0.4 folder without manifest")
     assert champion(storage, out, dt.date(2026, 11, 21))["model_version"] == "b"
     assert champion(storage, out, dt.date(2026, 11, 19))["model_version"] == "a"
     assert champion(storage, out, dt.date(2026, 11, 18)) is None
@@ -127,7 +133,7 @@ def test_rejected_run_publishes_nothing_and_keeps_yesterday_served(tiny_log_dir,
     conn.close()
     # the named mult_vae has its linear expert on by default (the catalogue fits expert_max_items)
     assert status == "rejected" and "quality gate" in detail and version == f"mult_vae+ease@{yesterday}"
-    assert not Storage().exists(f"{settings.output_uri}/recommendations/dt={RUN_DATE}/_manifest.json")
+    assert RUN_DATE not in published(Storage(), settings.output_uri)
 
     forced = make_settings(
         tiny_log_dir.as_uri(),

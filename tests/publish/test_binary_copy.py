@@ -121,7 +121,8 @@ def test_values_the_column_cannot_hold_are_refused_naming_the_column(column, val
 @given(
     st.lists(
         st.tuples(
-            st.text(st.characters(exclude_characters="\x00"), max_size=30),
+            # lone surrogates (category Cs) are not text: no Arrow string or Parquet part can hold one
+            st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=30),
             st.integers(-(2**31), 2**31 - 1),
             st.text(max_size=5).filter(lambda s: "\x00" not in s),
             st.floats(allow_nan=False),

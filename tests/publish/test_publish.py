@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from genrec_core.errors import DataError, ServiceError
-from genrec_core.layout import recommendations_uri
 from genrec_core.publish.migrations import upgrade
-from genrec_core.publish.object_store import MANIFEST, publish_object_store
+from genrec_core.publish.object_store import publish_object_store
 from genrec_core.publish.postgres import publish_postgres, read_user_recommendations
 from genrec_core.storage import Storage, join
 from tests.support import lists, query
@@ -79,42 +77,6 @@ def test_dead_database_gives_a_clear_error():
     assert "secret-pw" not in str(info.value)
 
 
-def test_object_store_publish_writes_manifest_last_and_rerun_replaces(s3_storage, s3_bucket):
-    staged = join(s3_bucket, "scored", "dt=2026-11-20")
-    s3_storage.write_table(join(staged, "part-00000.parquet"), lists(D2, 10, 3))
-    s3_storage.write_table(join(staged, "part-00001.parquet"), lists(D2, 5, 3))
-    manifest = publish_object_store(s3_storage, s3_bucket, D2, s3_storage.list_files(staged), {"model": "m"})
-    target = recommendations_uri(s3_bucket, D2)
-    assert manifest["rows"] == 45 and [f["rows"] for f in manifest["files"]] == [30, 15]
-    assert s3_storage.read_json(join(target, MANIFEST)) == manifest
-    assert s3_storage.read_table(target).num_rows == 45
-
-    # a rerun with fewer parts leaves no stale part behind
-    s3_storage.delete_dir(staged)
-    s3_storage.write_table(join(staged, "part-00000.parquet"), lists(D2, 2, 3))
-    manifest = publish_object_store(s3_storage, s3_bucket, D2, s3_storage.list_files(staged), {"model": "m"})
-    names = [u.rsplit("/", 1)[-1] for u in s3_storage.list_files(target)]
-    assert names == [MANIFEST, "part-00000.parquet"] and manifest["rows"] == 6
-
-
-def test_object_store_refuses_an_empty_batch(s3_storage, s3_bucket):
-    with pytest.raises(DataError, match="no staged part files"):
-        publish_object_store(s3_storage, s3_bucket, D2, [], {})
-    assert not s3_storage.exists(join(recommendations_uri(s3_bucket, D2), MANIFEST))
-
-
-def test_manifest_checksums_match_the_files(s3_storage, s3_bucket):
-    import hashlib
-
-    staged = join(s3_bucket, "scored", "dt=2026-11-20")
-    s3_storage.write_table(join(staged, "part-00000.parquet"), lists(D2, 3, 2))
-    manifest = publish_object_store(s3_storage, s3_bucket, D2, s3_storage.list_files(staged), {})
-    for entry in manifest["files"]:
-        data = s3_storage.read_bytes(join(recommendations_uri(s3_bucket, D2), entry["name"]))
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-        assert pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows == entry["rows"]
-
-
 def test_large_parts_use_multipart_upload(s3_storage, s3_bucket, s3_endpoint):
     import os
 
@@ -134,6 +96,7 @@ def test_large_parts_use_multipart_upload(s3_storage, s3_bucket, s3_endpoint):
 
 
 def test_object_retention_keeps_the_window_and_the_served_models(s3_storage, s3_bucket):
+    from genrec_core.publish.lake import Lake
     from genrec_core.publish.object_store import apply_object_retention
 
     days = [dt.date(2026, 11, d) for d in (17, 18, 19, 20)]
@@ -160,13 +123,13 @@ def test_object_retention_keeps_the_window_and_the_served_models(s3_storage, s3_
         "extract/dt=2026-11-17",
         "extract/dt=2026-11-18",
         "models/m/dt=2026-11-18",
-        "recommendations/dt=2026-11-17",
-        "recommendations/dt=2026-11-18",
         "scored/dt=2026-11-17",
         "scored/dt=2026-11-18",
+        "tables/recommendations/run_date=2026-11-17",
+        "tables/recommendations/run_date=2026-11-18",
     ]
     assert s3_storage.exists(join(old_model, "weights.pt"))
-    assert s3_storage.list_dir(join(s3_bucket, "recommendations")) == ["dt=2026-11-19", "dt=2026-11-20"]
+    assert sorted(Lake(s3_storage, s3_bucket).publications()) == days[2:]
 
 
 def test_a_date_older_than_the_kept_window_fails_the_data_checks(tmp_path):

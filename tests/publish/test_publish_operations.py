@@ -123,21 +123,31 @@ def test_rollback_and_drop_are_recorded(pg_dsn):
         drop_date(pg_dsn, DAYS[1])
 
 
-def test_cli_rollback_and_drop(pg_dsn, monkeypatch, capsys):
+def test_cli_rollback_and_drop_move_postgres_and_the_object_store_together(pg_dsn, tmp_path, monkeypatch, capsys):
+    from genrec_core.publish.lake import Lake
+    from genrec_core.storage import Storage
+
     upgrade(pg_dsn)
+    lake = Lake(Storage(), tmp_path.as_uri())
     for day in DAYS[:2]:
         publish_postgres(pg_dsn, day, [lists(day, 2, 2)], {"model": "m"})
+        lake.publish(day, lambda day=day: iter([lists(day, 2, 2)]), {"model": "m"})
     monkeypatch.setenv("GENREC_PG_DSN", pg_dsn)
+    monkeypatch.setenv("GENREC_OUTPUT_URI", tmp_path.as_uri())
     assert cli.main(["publish", "rollback", "--to", "2026-11-16"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
         "serving": "2026-11-16",
         "previously_serving": "2026-11-17",
+        "previously_serving_in_tables": "2026-11-17",
     }
+    assert lake.serving_date() == DAYS[0]
     assert cli.main(["publish", "drop", "2026-11-17", "--reason", "test"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
         "dropped": "2026-11-17",
         "serving": "2026-11-16",
+        "serving_in_tables": "2026-11-16",
     }
+    assert sorted(lake.publications()) == [DAYS[0]]
     assert cli.main(["publish", "drop", "2026-11-17"]) == 2
     assert "no published partition for 2026-11-17" in capsys.readouterr().err
 

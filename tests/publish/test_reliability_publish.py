@@ -9,24 +9,19 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import signal
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import psycopg2
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from genrec_core.dev.services.local_postgres import LocalPostgres, free_port
-from genrec_core.layout import recommendations_uri
+from genrec_core.dev.services.local_postgres import LocalPostgres
 from genrec_core.models.registry import load_model
 from genrec_core.publish.migrations import upgrade
-from genrec_core.publish.object_store import MANIFEST, publish_object_store
 from genrec_core.publish.postgres import publish_postgres
-from genrec_core.storage import S3Options, Storage, join
-from tests.support import S3_KEYS, lists, query
+from genrec_core.storage import Storage
+from tests.support import lists, query
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 DAY = dt.date(2026, 11, 20)
@@ -99,93 +94,6 @@ def test_postgres_restart_during_a_publish_fails_loudly_and_the_retry_recovers()
         assert result.rows == 20_000 and _served(dsn) == (20_000, 2_000, "new") and _stages(dsn) == []
     finally:
         server.stop()
-
-
-class CuttableProxy:
-    """A TCP proxy on loopback in front of an endpoint; `cut()` drops every connection and refuses new ones."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port, self.target_port = free_port(), target_port
-        self._up = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=True)
-        self._up.set()
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        self._up.clear()
-        assert self._listener is not None
-        self._listener.close()
-        for s in self._sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        self._sockets.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while self._up.is_set():
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(65536):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-def test_s3_endpoint_down_during_upload_leaves_no_manifest_and_the_retry_publishes(s3_endpoint, s3_bucket):
-    proxy = CuttableProxy(int(s3_endpoint.rsplit(":", 1)[1]))
-    storage = Storage(S3Options(endpoint_url=f"http://127.0.0.1:{proxy.port}", **S3_KEYS))
-    output = join(s3_bucket, "output")
-    staged = []
-    for i in range(4):
-        uri = join(output, "scored", f"dt={DAY}", f"part-{i}.parquet")
-        sink = pa.BufferOutputStream()
-        pq.write_table(lists(DAY, 500, 10).slice(0, 5_000), sink)
-        storage.write_bytes(uri, sink.getvalue().to_pybytes())
-        staged.append(uri)
-
-    class CutAfterTwoReads(Storage):
-        """The real S3 storage; the endpoint goes away after two part files have been read."""
-
-        reads = 0
-
-        def read_bytes(self, uri: str) -> bytes:
-            CutAfterTwoReads.reads += 1
-            if CutAfterTwoReads.reads == 3:
-                proxy.cut()
-            return super().read_bytes(uri)
-
-    flaky = CutAfterTwoReads(storage.s3_options)
-    with pytest.raises(OSError):
-        publish_object_store(flaky, output, DAY, staged, {"model_version": "m@2026-11-20"})
-    proxy.restore()
-    target = recommendations_uri(output, DAY)
-    assert not storage.exists(join(target, MANIFEST))  # readers do not trust the half-copied date
-    manifest = publish_object_store(storage, output, DAY, staged, {"model_version": "m@2026-11-20"})
-    assert manifest["rows"] == 20_000 and len(manifest["files"]) == 4
-    assert sorted(storage.list_dir(target)) == [MANIFEST] + [f"part-{i:05d}.parquet" for i in range(4)]
 
 
 def _saved_model(tmp_path) -> str:
