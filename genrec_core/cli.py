@@ -146,6 +146,10 @@ def cmd_bench_publish(args: argparse.Namespace) -> dict[str, Any]:
 
     from genrec_core.dev.benchmarks import publish_bench
 
+    if args.target == "object-store":
+        from genrec_core.dev.benchmarks import table_bench
+
+        return table_bench.run(args.rows, endpoint=args.s3_endpoint)
     configured = os.environ.get("GENREC_PG_DSN")
     if configured:
         return publish_bench.run(configured, args.rows, readers=args.readers, workers=args.workers)
@@ -229,7 +233,7 @@ def _count(n: int) -> str:
 
 
 BENCH_CASES = {
-    "publish": lambda a: f"{_count(a.rows)}-rows",
+    "publish": lambda a: f"{_count(a.rows)}-rows" + ("-object-store" if a.target == "object-store" else ""),
     "scoring": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items",
     "extract": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items-{a.days}d",
     "quality": lambda a: a.dataset if not a.models else f"{a.dataset}-{a.models.replace(',', '_')}",
@@ -297,7 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks (print one JSON object)")
     bench = p.add_subparsers(dest="bench_command", required=True)
-    bp = bench.add_parser("publish", help="Postgres publish vs raw COPY floor and pandas.to_sql")
+    bp = bench.add_parser(
+        "publish",
+        help="Postgres publish vs raw COPY floor and pandas.to_sql; or (--target object-store) the Delta table "
+        "publish vs plain Parquet parts, and DuckDB reads of both layouts",
+    )
+    bp.add_argument("--target", choices=("postgres", "object-store"), default="postgres")
+    bp.add_argument("--s3-endpoint", help="object-store target: an S3 endpoint (default: a moto server started here)")
     bp.add_argument("--rows", type=_positive, default=10_000_000)
     bp.add_argument("--readers", type=_positive, default=4)
     bp.add_argument("--workers", type=_positive, default=2, help="parallel COPY connections")

@@ -22,7 +22,7 @@ import boto3
 import pytest
 
 from genrec_core.dev.generate import generate_logs
-from genrec_core.dev.services.local_postgres import LocalPostgres, free_port
+from genrec_core.dev.services.local_postgres import LocalPostgres
 from genrec_core.storage import S3Options, Storage
 from tests.support import TINY
 
@@ -54,32 +54,11 @@ def pg_dsn(postgres: LocalPostgres) -> str:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
-    """moto's S3 server: a real HTTP endpoint on loopback, in its own process (as MinIO or AWS would be:
-    delta-rs holds the GIL through some of its requests, which a server thread in this process could not answer)."""
-    import socket
-    import subprocess
-    import sys
-    import time
+    """moto's S3 server: a real HTTP endpoint on loopback, in its own process."""
+    from genrec_core.dev.services.moto_s3 import moto_s3
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=30)
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture()

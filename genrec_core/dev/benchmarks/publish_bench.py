@@ -52,7 +52,7 @@ def synthetic_lists(
     )
 
 
-def _write_parts(folder: Path, rows: int, k: int, part_rows: int) -> list[Path]:
+def write_parts(folder: Path, rows: int, k: int, part_rows: int) -> list[Path]:
     users, per_part = rows // k, part_rows // k
     paths = []
     for i, start in enumerate(range(0, users, per_part)):
@@ -159,7 +159,7 @@ def run(
     upgrade(dsn)
     folder = Path(tempfile.mkdtemp(prefix="genrec-bench-publish-"))
     try:
-        paths = _write_parts(folder, rows, k, part_rows)
+        paths = write_parts(folder, rows, k, part_rows)
         floor = _copy_floor(dsn, paths)
         binary_floor = _copy_floor(dsn, paths, binary=True)
         publish_s, timings = _publish(dsn, paths, workers)
