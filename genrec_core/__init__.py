@@ -4,4 +4,4 @@ Everything here is importable and testable without Airflow; heavy libraries
 (torch, pyspark) are imported inside the functions that need them.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -55,8 +55,18 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+OBJECT_STORE = "object-store"  # `genrec bench publish --target object-store` (the Delta table): its own table
+
+
 def _by_bench(records: list[tuple[str, dict[str, Any]]], bench: str) -> list[tuple[str, dict[str, Any]]]:
-    return [(name, r) for name, r in records if r.get("bench") == bench]
+    if bench == "publish-table":
+        return [(n, r) for n, r in records if r.get("bench") == "publish" and _target(r) == OBJECT_STORE]
+    return [(name, r) for name, r in records if r.get("bench") == bench and _target(r) != OBJECT_STORE]
+
+
+def _target(record: dict[str, Any]) -> str | None:
+    result = record.get("result")
+    return result.get("target") if isinstance(result, dict) else None
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -200,6 +210,15 @@ PUBLISH_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("ratio", lambda r: r.get("ratio_to_binary_copy_floor")),
     ("lookup p99 ms", lambda r: r.get("lookup_p99_ms")),
 ]
+TABLE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("Delta publish rows/s", lambda r: r.get("table_rows_per_s")),
+    ("plain Parquet parts rows/s", lambda r: r.get("plain_parquet_rows_per_s")),
+    ("ratio", lambda r: r.get("ratio_to_plain_parquet")),
+    ("lookup ms: table", lambda r: r["reads"]["table"]["lookup_median_ms"]),
+    ("lookup ms: 0.4 layout", lambda r: r["reads"]["manifest_layout"]["lookup_median_ms"]),
+    ("date read s: table", lambda r: r["reads"]["table"]["full_read_s"]),
+    ("date read s: 0.4 layout", lambda r: r["reads"]["manifest_layout"]["full_read_s"]),
+]
 EXTRACT_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("events", lambda r: r.get("events")),
     ("full events/s", lambda r: r.get("full_events_per_s")),
@@ -217,6 +236,7 @@ def sections(records: list[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]:
         "nightly": nightly_section(records),
         "scoring": _throughput_rows(records, "scoring", SCORING_COLUMNS),
         "publish": _throughput_rows(records, "publish", PUBLISH_COLUMNS),
+        "publish_table": _throughput_rows(records, "publish-table", TABLE_COLUMNS),
         "extract": _throughput_rows(records, "extract", EXTRACT_COLUMNS),
     }
 
