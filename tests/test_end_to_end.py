@@ -141,6 +141,8 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
         run = dag.test(logical_date=after)
         assert str(run.state) in ("success", "DagRunState.SUCCESS"), day
         assert run.data_interval_start.date() == day
+        # the object store's record of the date names the Airflow run that published it (and so does its commit)
+        assert Lake(s3_storage, settings.output_uri).publications()[day].run_id == run.run_id
     # D-1 selected the served model on D-2 and trained it from scratch; D, with D-1 published, continued that
     # winner (a fine-tune, or a closed-form refit) without selecting again
     line = join(settings.output_uri, "models", "auto")
