@@ -27,13 +27,14 @@ def connect(s3: S3Options | None = None) -> Any:
 
     con = duckdb.connect()
     for module in (duckdb_extension_httpfs, duckdb_extension_delta):
-        con.execute(f"LOAD '{_extension_file(module)}'")
+        con.load_extension(_extension_file(module))
     if s3 is not None:
-        parts = [f"TYPE s3, REGION '{s3.region}'"]
-        if s3.access_key_id:
-            parts.append(f"KEY_ID '{s3.access_key_id}', SECRET '{s3.secret_access_key or ''}'")
+        host, use_ssl = "s3.amazonaws.com", True
         if s3.endpoint_url:
             scheme, _, host = s3.endpoint_url.partition("://")
-            parts.append(f"ENDPOINT '{host}', URL_STYLE 'path', USE_SSL {'true' if scheme == 'https' else 'false'}")
-        con.execute(f"CREATE SECRET genrec_s3 ({', '.join(parts)})")
+            use_ssl = scheme == "https"
+        con.execute(
+            "CREATE SECRET genrec_s3 (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
+            [s3.access_key_id or "", s3.secret_access_key or "", s3.region, host, use_ssl],
+        )
     return con

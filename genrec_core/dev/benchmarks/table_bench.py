@@ -60,26 +60,22 @@ def _timed(con: Any, sql: str, params: list[Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def _reads(con: Any, sources: dict[str, str], users: int, lookups: int) -> dict[str, Any]:
+def _reads(con: Any, sources: dict[str, tuple[str, str]], users: int, lookups: int) -> dict[str, Any]:
+    """`sources`: name -> (table function, its argument), e.g. ("delta_scan", "s3://b/tables/recommendations")."""
     out: dict[str, Any] = {}
     step = max(1, users // lookups)
     picks = [f"u{u:08d}" for u in range(0, users, step)][:lookups]
-    for name, source in sources.items():
+    for name, (function, location) in sources.items():
+        source = {"delta_scan": "delta_scan(?)", "read_parquet": "read_parquet(?)"}[function]
+        lookup = "SELECT rank, item_id FROM " + source + " WHERE run_date = ? AND user_id = ? ORDER BY rank"
         times = []
         for user in picks:
-            seconds, table = _timed(
-                con,
-                f"SELECT rank, item_id FROM {source} WHERE run_date = ? AND user_id = ? ORDER BY rank",
-                [
-                    RUN_DATE,
-                    user,
-                ],
-            )
+            seconds, table = _timed(con, lookup, [location, RUN_DATE, user])
             assert table.num_rows > 0, f"{name}: no list for {user}"
             times.append(seconds)
         full = []
         for _ in range(3):
-            seconds, table = _timed(con, f"SELECT * FROM {source} WHERE run_date = ?", [RUN_DATE])
+            seconds, table = _timed(con, "SELECT * FROM " + source + " WHERE run_date = ?", [location, RUN_DATE])
             full.append(seconds)
         out[name] = {
             "lookup_median_ms": round(statistics.median(times) * 1000, 1),
@@ -121,8 +117,8 @@ def _run(rows: int, k: int, part_rows: int, lookups: int, endpoint: str) -> dict
             table_s.append(_table(storage, table_out, paths))
         con = duckdb_reader.connect(storage.s3_options)
         sources = {
-            "table": f"delta_scan('{table_out}/tables/recommendations')",
-            "manifest_layout": f"read_parquet('{plain_out}/*.parquet')",
+            "table": ("delta_scan", f"{table_out}/tables/recommendations"),
+            "manifest_layout": ("read_parquet", f"{plain_out}/*.parquet"),
         }
         reads = _reads(con, sources, rows // k, lookups)
     finally:
