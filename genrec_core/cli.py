@@ -232,6 +232,8 @@ def _count(n: int) -> str:
     return str(n)
 
 
+# quality_bench.DATASETS, spelt out so that parsing the command line imports no numpy (a test keeps them equal)
+QUALITY_DATASETS = ("ml-1m", "ml-100k", "lastfm", "ml-1m-sasrec", "beauty", "sports", "toys")
 BENCH_CASES = {
     "publish": lambda a: f"{_count(a.rows)}-rows" + ("-object-store" if a.target == "object-store" else ""),
     "scoring": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items",
@@ -330,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     be.set_defaults(func=cmd_bench_extract)
     bq = bench.add_parser("quality", help="test metrics of every model on a public data set's fixed split")
-    bq.add_argument("--dataset", required=True, choices=["ml-1m", "ml-100k", "lastfm"])
+    bq.add_argument("--dataset", required=True, choices=QUALITY_DATASETS)
     bq.add_argument(
         "--models",
         help="comma-separated (default: every registered model, and <model>+ease where the model has a linear expert)",

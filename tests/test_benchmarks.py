@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
-from genrec_core.dev.benchmarks import extract_bench, publish_bench, quality_bench, scoring_bench
+from genrec_core.dev.benchmarks import extract_bench, publish_bench, quality_bench, scoring_bench, table_bench
 
 pytestmark = pytest.mark.integration
 
@@ -14,6 +16,14 @@ def test_publish_benchmark_runs(postgres, pg_dsn):
     assert result["rows"] == 20_000 and result["lookups"] > 0 and result["lookups_with_no_rows"] == 0
     for key in ("publish_rows_per_s", "copy_floor_rows_per_s", "to_sql_rows_per_s", "lookup_p50_ms", "lookup_p99_ms"):
         assert result[key] > 0, key
+
+
+def test_object_store_publish_benchmark_runs():
+    result = table_bench.run(rows=20_000, part_rows=5_000, lookups=3)
+    assert result["rows"] == 20_000 and result["target"] == "object-store"
+    for layout in ("table", "manifest_layout"):
+        assert result["reads"][layout]["full_read_rows"] == 20_000 and result["reads"][layout]["lookup_median_ms"] > 0
+    assert result["table_rows_per_s"] > 0 and result["plain_parquet_rows_per_s"] > 0
 
 
 def test_extract_benchmark_runs():
@@ -34,3 +44,26 @@ def test_quality_benchmark_runs_on_shared_data():
     (result,) = quality_bench.run("ml-100k", ["popularity"], threads=1)
     assert result["model"] == "popularity" and "error" not in result
     assert 0.1 < result["metrics"]["recall@20"] < 0.3  # the classic most-popular level on ML-100K
+
+
+def test_sequences_split_leave_one_out_in_time_order(tmp_path):
+    """Both published formats: `user item` pairs a line (gzip), and one user a line; ids 1-based."""
+    pairs = tmp_path / "pairs.txt.gz"
+    with gzip.open(pairs, "wt") as out:
+        out.write("1 3\n1 1\n1 4\n1 2\n2 2\n2 4\n2 1\n")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("1 3 1 4 2\n2 2 4 1\n")
+    for path in (pairs, lines):
+        sequences = quality_bench.read_sequences(path)
+        assert sequences == [[2, 0, 3, 1], [1, 3, 0]]
+        split = quality_bench.leave_one_out("toy", sequences)
+        assert split.test.toarray().tolist() == [[0, 1, 0, 0], [1, 0, 0, 0]]  # the last items
+        assert split.valid.toarray().tolist() == [[0, 0, 0, 1], [0, 0, 0, 1]]  # the ones before them
+        assert split.fit.toarray().tolist() == [[1, 0, 1, 0], [0, 1, 0, 0]]
+        assert (split.train - split.fit - split.valid).nnz == 0  # history at test time: all but the last
+
+
+def test_the_command_line_offers_every_quality_data_set():
+    from genrec_core.cli import QUALITY_DATASETS
+
+    assert QUALITY_DATASETS == quality_bench.DATASETS

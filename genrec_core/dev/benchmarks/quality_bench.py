@@ -16,6 +16,7 @@ by N trials of the Optuna search in genrec_core/train/tuning.py on the same vali
 
 from __future__ import annotations
 
+import gzip
 import multiprocessing as mp
 import os
 import time
@@ -28,7 +29,14 @@ import scipy.sparse as sp
 
 from genrec_core.dev.paths import PROJECT_ROOT
 
-DATASETS = ("ml-1m", "ml-100k", "lastfm")
+DATASETS = ("ml-1m", "ml-100k", "lastfm", "ml-1m-sasrec", "beauty", "sports", "toys")
+# The time-ordered sets (issue #20's protocol): per-user sequences, split leave-one-out.
+SEQUENCE_FILES = {
+    "ml-1m-sasrec": "ml-1m-sasrec/ml-1m.txt.gz",  # one `user item` pair a line, users' lines in time order
+    "beauty": "amazon-s3rec/Beauty.txt",  # one user a line: `user item item ...` in time order
+    "sports": "amazon-s3rec/Sports_and_Outdoors.txt",
+    "toys": "amazon-s3rec/Toys_and_Games.txt",
+}
 EXPERT_SUFFIX = "+ease"  # `<model>+ease`: the model with its linear expert on
 AUTO = "auto"  # what the nightly run serves by default: the selection of genrec_core/train/selection.py
 
@@ -171,7 +179,45 @@ def _read_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows), np.array(cols)
 
 
+def read_sequences(path: Path) -> list[list[int]]:
+    """Each user's items in time order, 0-based, users in file order (1-based ids in the file, as published)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    by_user: dict[int, list[int]] = {}
+    with opener(path, "rt") as lines:
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 1:
+                by_user.setdefault(int(fields[0]), []).extend(int(f) - 1 for f in fields[1:])
+    return [by_user[user] for user in sorted(by_user)]
+
+
+def leave_one_out(dataset: str, sequences: list[list[int]]) -> Split:
+    """The sequential protocol: a user's last item is the test item, the one before it validation; the
+    history at test time is everything before the last (`train`), at validation everything before those two."""
+    n_items = 1 + max(item for seq in sequences for item in seq)
+    shape = (len(sequences), n_items)
+
+    def pairs(pick: Any) -> sp.csr_matrix:
+        rows = [u for u, seq in enumerate(sequences) for _ in pick(seq)]
+        cols = [item for seq in sequences for item in pick(seq)]
+        return _matrix(np.array(rows, np.int64), np.array(cols, np.int64), shape)
+
+    return Split(
+        dataset,
+        "leave-one-out in time order (last item test, the one before it validation); full ranking",
+        pairs(lambda s: s[:-1]),
+        pairs(lambda s: s[:-2]),
+        pairs(lambda s: s[-2:-1]),
+        pairs(lambda s: s[-1:]),
+    )
+
+
 def load(dataset: str) -> Split:
+    if dataset in SEQUENCE_FILES:
+        path = data_root() / SEQUENCE_FILES[dataset]
+        if not path.is_file():
+            raise FileNotFoundError(f"data file {path} not found (set GENREC_SHARED_DATA)")
+        return leave_one_out(dataset, read_sequences(path))
     root = data_root() / dataset
     if not root.is_dir():
         raise FileNotFoundError(f"data set folder {root} not found (set GENREC_SHARED_DATA)")
