@@ -173,6 +173,9 @@ def test_an_empty_batch_or_another_dates_rows_are_refused_and_the_date_stays(tmp
 def _publish_in_child(endpoint: str, output: str, day: dt.date, users: int, model: str) -> None:
     storage = Storage(S3Options(endpoint_url=endpoint, **S3_KEYS))
     Lake(storage, output).publish(day, lambda: iter([lists(day, users, 3, model)]), _info(day, model))
+    # Leave without the interpreter's teardown: about 1 child in 45 aborted there ("terminate called without an
+    # active exception", no Python frame left) after its commits had landed; not yet diagnosed (README, known issues).
+    os._exit(0)
 
 
 def _run_children(args: list[tuple]) -> None:
