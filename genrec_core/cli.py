@@ -185,7 +185,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise ConfigError(f"--overrides is not JSON: {exc}") from None
     results = quality_bench.run(
         args.dataset,
-        args.models.split(",") if args.models else list(quality_bench.bench_models()),
+        args.models.split(",") if args.models else list(quality_bench.bench_models(args.dataset)),
         args.threads,
         overrides,
         args.tune,

@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from genrec_core.data.sequences import ranks_in_rows
+from genrec_core.errors import DataError
 from genrec_core.storage import Storage, join
 
 
@@ -48,17 +50,33 @@ class Vocabulary:
 
 @dataclass(frozen=True)
 class Interactions:
-    """Implicit feedback: `matrix[u, i]` is the weight of user u's strongest signal on item i."""
+    """Implicit feedback: `matrix[u, i]` is the weight of user u's strongest signal on item i.
+
+    `order`, when the data carry time, has `matrix`'s pattern and holds each pair's place in the user's
+    history: 1 for the item the user reached first, n for the latest (see `genrec_core/data/sequences.py`).
+    """
 
     matrix: sp.csr_matrix
     users: Vocabulary
     items: Vocabulary
+    order: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         if self.matrix.shape != (len(self.users), len(self.items)):
             raise ValueError(
                 f"matrix shape {self.matrix.shape} does not match vocabularies ({len(self.users)}, {len(self.items)})"
             )
+        if self.order is not None and (self.order.shape != self.matrix.shape or self.order.nnz != self.matrix.nnz):
+            raise ValueError(f"order {self.order.shape} ({self.order.nnz} pairs) does not match the matrix")
+
+    def ordered(self) -> sp.csr_matrix:
+        """The histories' time order (`order`); a clear error when the data have none."""
+        if self.order is None:
+            raise DataError(
+                "these interactions carry no time order (an extract written before genrec 0.6 has no "
+                "first_ts/last_ts columns: rerun the extract), which a sequential model needs"
+            )
+        return self.order
 
     @property
     def n_users(self) -> int:
@@ -86,11 +104,13 @@ class Interactions:
         positive_only: bool = True,
         count_weight: float = 0.0,
     ) -> Interactions:
-        """Collapse daily aggregates (user_idx, item_idx, weight[, events]) into one matrix.
+        """Collapse daily aggregates (user_idx, item_idx, weight[, events, first_ts]) into one matrix.
 
         A pair's value is its largest daily weight, plus `count_weight * ln(events)` over its
         positive days when `count_weight` > 0 (so one event adds nothing, repeats add slowly).
         With `positive_only=False` every seen pair is kept with weight 1 (the scorer's mask).
+        With a `first_ts` column the result also carries `order`: pairs ranked by their first event
+        (microseconds), ties by item index.
         """
         if positive_only:
             daily = daily.filter(pc.greater(daily.column("weight"), 0))
@@ -105,6 +125,11 @@ class Interactions:
         key = key[order]
         weight = weight[order]
         events = daily.column("events").to_numpy()[order].astype(np.float64) if positive_only and count_weight else None
+        first_ts = (
+            daily.column("first_ts").to_numpy(zero_copy_only=False)[order].astype(np.int64)
+            if positive_only and "first_ts" in daily.column_names
+            else None
+        )
         del order
         starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else np.zeros(0, np.int64)
         values = np.maximum.reduceat(weight, starts) if len(starts) else np.zeros(0, np.float32)
@@ -112,8 +137,13 @@ class Interactions:
             values = values + np.float32(count_weight) * np.log(np.add.reduceat(events, starts)).astype(np.float32)
         key = key[starts]
         indptr = np.searchsorted(key, np.arange(n_users + 1, dtype=np.int64) * n_items)
-        matrix = sp.csr_matrix((values, (key % n_items).astype(np.int32), indptr), shape=(n_users, n_items))
-        return cls(matrix, users, items)
+        columns = (key % n_items).astype(np.int32)
+        matrix = sp.csr_matrix((values, columns, indptr), shape=(n_users, n_items))
+        order_matrix = None
+        if first_ts is not None:
+            pair_ts = np.minimum.reduceat(first_ts, starts) if len(starts) else np.zeros(0, np.int64)
+            order_matrix = sp.csr_matrix((ranks_in_rows(indptr, pair_ts, columns), columns, indptr), matrix.shape)
+        return cls(matrix, users, items, order_matrix)
 
 
 @dataclass

@@ -29,6 +29,10 @@ class KnownItemsOnly(Recommender):
         super().__init__()
         self.inner, self.n_items = model, n_items
 
+    @property
+    def sequential(self) -> bool:
+        return self.inner.sequential
+
     def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any:
         return self.inner.prepare(history[:, : self.inner.n_items], users)
 

@@ -45,6 +45,20 @@ class Validation:
     patience_updates: int = 0
     # called after each epoch's validation with (epoch, NDCG@k); it may raise to abandon the fit (pruning)
     on_epoch: Callable[[int, float], None] | None = None
+    order: sp.csr_matrix | None = None  # the history's time order (Interactions.order), for a sequential model
+
+    @classmethod
+    def between(cls, history: Interactions, targets: Interactions, **settings: Any) -> Validation:
+        """Validation of lists built from `history` (with its time order when it has one) against `targets`."""
+        return cls(history.matrix, targets.matrix, order=history.order, **settings)
+
+    def history_for(self, model: Recommender) -> sp.csr_matrix:
+        """The history rows `model` scores from: the time order for a sequential model, else `history`."""
+        if not model.sequential:
+            return self.history
+        if self.order is None:
+            raise ValueError(f"{model.name}: the validation history carries no time order (Validation.between)")
+        return self.order
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,15 @@ class Recommender(ABC):
         self.device = "cpu"
         self.fit_seconds: float | None = None
         self.training_log: list[dict[str, float]] = []  # per epoch, for iterative models
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the model reads the order of a history (its rows from `history_of`)."""
+        return self.spec.sequential
+
+    def history_of(self, data: Interactions) -> sp.csr_matrix:
+        """The history rows this model scores from: the weights, or the time order for a sequential model."""
+        return data.ordered() if self.sequential else data.matrix
 
     def fit(self, train: Interactions, options: FitOptions | None = None) -> Self:
         options = options or FitOptions()

@@ -100,7 +100,7 @@ class NeuralRecommender(Recommender):
     def __init__(self, config: Any = None) -> None:
         super().__init__()
         self.config: Any = config or self.spec.default_config()
-        self.net: SparseInputNet | None = None
+        self.net: nn.Module | None = None
         self.best_epoch = 0
         self.warm_started = False
         self._step = 0  # updates so far (annealing schedules read it)
@@ -112,7 +112,8 @@ class NeuralRecommender(Recommender):
 
     # ---- what each model provides -------------------------------------------------------
     @abstractmethod
-    def _build(self, n_items: int) -> SparseInputNet: ...
+    def _build(self, n_items: int) -> nn.Module:
+        """The untrained network for `n_items` items (a `SparseInputNet` unless the model overrides scoring)."""
 
     @abstractmethod
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
@@ -124,7 +125,7 @@ class NeuralRecommender(Recommender):
         """One epoch of updates over the users in `order`; returns mean losses for the log."""
 
     # ---- shared machinery ---------------------------------------------------------------
-    def initial_network(self, n_items: int, seed: int, n_users: int | None = None) -> SparseInputNet:
+    def initial_network(self, n_items: int, seed: int, n_users: int | None = None) -> nn.Module:
         """The untrained network `fit` starts from for this seed (`n_users`: for a net whose width is the users)."""
         if n_users is not None:
             self.n_users_trained = n_users
@@ -322,7 +323,7 @@ class NeuralRecommender(Recommender):
     def _fingerprint(self, train: Interactions, options: FitOptions) -> str:
         x = train.binary()
         digest = hashlib.sha256()
-        for part in (x.indptr, x.indices):
+        for part in (x.indptr, x.indices, *([train.ordered().data] if self.sequential else [])):
             digest.update(np.ascontiguousarray(part).tobytes())
         digest.update(
             json.dumps(
@@ -400,7 +401,8 @@ class NeuralRecommender(Recommender):
 
         assert self.net is not None
         self.net.eval()
-        metrics = evaluate(model or self, validation.history, validation.targets, validation.k, chunk_size=4096)
+        scorer = model or self
+        metrics = evaluate(scorer, validation.history_for(scorer), validation.targets, validation.k, chunk_size=4096)
         return float(metrics[f"ndcg@{validation.k}"] or 0.0)
 
     def input_rows(self, history: sp.csr_matrix, device: str) -> torch.Tensor:
@@ -419,7 +421,7 @@ class NeuralRecommender(Recommender):
 
     def network_scores(self, prepared: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's scores for a prepared chunk, and its sparse input rows (on the model's device)."""
-        assert self.net is not None
+        assert isinstance(self.net, SparseInputNet)
         x = prepared.to(self.device, non_blocking=True)
         return self.net.score_sparse(x).float(), x
 

@@ -20,8 +20,10 @@ MODEL_PACKAGES: list[str] = [
     "genrec_core.models.mult_vae",
     "genrec_core.models.rec_vae",
     "genrec_core.models.cfgan",
+    "genrec_core.models.sasrec",
     "genrec_core.models.ease",
     "genrec_core.models.item_knn",
+    "genrec_core.models.transitions",
     "genrec_core.models.popularity",
 ]
 

@@ -81,6 +81,7 @@ class ModelSpec:
       is switched on need the items^2 Gram matrix); None when there is no limit.
     - `baseline`: a closed-form reference the quality gate also evaluates on the held-out day; a new
       model more than `gate.margin` below the strongest one that fits the catalogue is rejected.
+    - `sequential`: reads the order of a history (`Interactions.order`), not only its items and weights.
     - `default_candidate`: tried by `model = "auto"` unless `selection.candidates` says otherwise; off for a
       model that cannot train in a night's budget on the CPU workers (`not_a_default_candidate` says why).
     """
@@ -93,6 +94,7 @@ class ModelSpec:
     search_space: SearchSpace | None = None
     item_limit: Callable[[str, ModelConfig | None], ItemLimit | None] = no_item_limit
     baseline: bool = False
+    sequential: bool = False
     default_candidate: bool = True
     not_a_default_candidate: str = ""
     summary: str = ""

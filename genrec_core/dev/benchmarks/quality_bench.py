@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from genrec_core.data.sequences import from_lists
 from genrec_core.dev.paths import PROJECT_ROOT
 
 DATASETS = ("ml-1m", "ml-100k", "lastfm", "ml-1m-sasrec", "beauty", "sports", "toys")
@@ -41,11 +42,14 @@ EXPERT_SUFFIX = "+ease"  # `<model>+ease`: the model with its linear expert on
 AUTO = "auto"  # what the nightly run serves by default: the selection of genrec_core/train/selection.py
 
 
-def bench_models() -> tuple[str, ...]:
-    """Every registered model, then `<model>+ease` for each whose config has a linear expert, then `auto`."""
-    from genrec_core.models.registry import variant_names
+def bench_models(dataset: str | None = None) -> tuple[str, ...]:
+    """Every registered model, then `<model>+ease` for each whose config has a linear expert, then `auto`;
+    the sequential models only on a data set in time order (`dataset` None: all)."""
+    from genrec_core.models.registry import model_spec, variant_names
 
-    return (*variant_names(), AUTO)
+    ordered = dataset is None or dataset in SEQUENCE_FILES
+    names = [n for n in variant_names() if ordered or not model_spec(n.removesuffix(EXPERT_SUFFIX)).sequential]
+    return (*names, AUTO)
 
 
 def _is_iterative(name: str) -> bool:
@@ -60,6 +64,7 @@ NEURAL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mult_vae": {"epochs": 200},
     "rec_vae": {"epochs": 200},
     "cfgan": {"epochs": 400},
+    "sasrec": {"epochs": 300},
     "mult_vae+ease": {"epochs": 200},
     "rec_vae+ease": {"epochs": 200},
 }
@@ -105,6 +110,9 @@ _CFGAN_DEFAULTS = {
     "epochs": 1000,
     "min_epochs": 600,
 }
+# SASRec per data set: the papers' settings (Kang & McAuley; SASRec+ keeps them): the Amazon sets are short and
+# sparse, hence shorter windows and heavier dropout.
+_SASREC_AMAZON = {"max_length": 50, "dropout": 0.5}
 _CFGAN_ML1M = {**_CFGAN_DEFAULTS, "epochs": 1600}  # the defaults (x2 rates), a higher cap
 # lastfm: at 0.4's defaults (x4 rates) the discriminator settled on calling real vectors fake (accuracy 0.03, test
 # NDCG@20 0.0221, under popularity); `--tune 12` on the validation carve (min_epochs 50, cap 400) found a healthy
@@ -127,6 +135,9 @@ DATASET_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "ml-100k": {"cfgan": _CFGAN_ML100K, "cfgan+ease": _CFGAN_ML100K},
     "ml-1m": {"cfgan": _CFGAN_ML1M, "cfgan+ease": _CFGAN_ML1M},
     "lastfm": {"cfgan": _CFGAN_LASTFM_TUNED, "cfgan+ease": _CFGAN_LASTFM_TUNED},
+    "beauty": {"sasrec": _SASREC_AMAZON},
+    "sports": {"sasrec": _SASREC_AMAZON},
+    "toys": {"sasrec": _SASREC_AMAZON},
 }
 SEED = 2024
 
@@ -139,6 +150,28 @@ class Split:
     fit: sp.csr_matrix  # train minus validation
     valid: sp.csr_matrix
     test: sp.csr_matrix
+    train_order: sp.csr_matrix | None = None  # the histories' time order (data/sequences.py), when known
+    fit_order: sp.csr_matrix | None = None
+
+    def history(self, model: Any, part: str = "train") -> sp.csr_matrix:
+        """`part`'s history rows as `model` scores them: the time order for a sequential model."""
+        matrix, order = (self.train, self.train_order) if part == "train" else (self.fit, self.fit_order)
+        if not model.sequential:
+            return matrix
+        if order is None:
+            raise ValueError(f"{self.dataset} has no time order: {model.name} needs one")
+        return order
+
+    def interactions(self, part: str) -> Any:
+        """`part` ("train" or "fit") as Interactions, with its time order when known."""
+        if part == "train":
+            return _interactions(self.train, self.train_order)
+        return _interactions(self.fit, self.fit_order)
+
+    def validation(self, **settings: Any) -> Any:
+        from genrec_core.models.base import Validation
+
+        return Validation(self.fit, self.valid, order=self.fit_order, **settings)
 
 
 def data_root() -> Path:
@@ -202,6 +235,11 @@ def leave_one_out(dataset: str, sequences: list[list[int]]) -> Split:
         cols = [item for seq in sequences for item in pick(seq)]
         return _matrix(np.array(rows, np.int64), np.array(cols, np.int64), shape)
 
+    def ordered(pick: Any) -> sp.csr_matrix:
+        order = from_lists([pick(seq) for seq in sequences], n_items)
+        order.data = order.data.astype(np.float32)
+        return order
+
     return Split(
         dataset,
         "leave-one-out in time order (last item test, the one before it validation); full ranking",
@@ -209,6 +247,8 @@ def leave_one_out(dataset: str, sequences: list[list[int]]) -> Split:
         pairs(lambda s: s[:-2]),
         pairs(lambda s: s[-2:-1]),
         pairs(lambda s: s[-1:]),
+        ordered(lambda s: s[:-1]),
+        ordered(lambda s: s[:-2]),
     )
 
 
@@ -267,37 +307,40 @@ def _metrics(model: Any, history: sp.csr_matrix, targets: sp.csr_matrix) -> dict
     return {name: m[name] for name in names}
 
 
-def _interactions(matrix: sp.csr_matrix) -> Any:
+def _interactions(matrix: sp.csr_matrix, order: sp.csr_matrix | None = None) -> Any:
     from genrec_core.data.interactions import Interactions, Vocabulary
 
     return Interactions(
         matrix,
         Vocabulary(np.arange(matrix.shape[0]).astype(str).astype(object)),
         Vocabulary(np.arange(matrix.shape[1]).astype(str).astype(object)),
+        order,
     )
 
 
 def _grid(name: str) -> list[Any]:
     from genrec_core.models.ease import EASEConfig
     from genrec_core.models.item_knn import ItemKNNConfig
+    from genrec_core.models.transitions import TransitionsConfig
 
     if name == "ease":
         return [EASEConfig(l2=v) for v in (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)]
     if name == "item_knn":
         return [ItemKNNConfig(neighbors=n, shrink=s) for n in (50, 100, 200) for s in (0.0, 10.0, 50.0)]
+    if name == "transitions":
+        return [TransitionsConfig(window=w) for w in (1, 2, 3, 5)]
     return [None]
 
 
 def _tuned(name: str, base: Any, split: Split, trials: int, options: Any) -> tuple[Any, dict[str, Any]]:
     """The optional Optuna search on the validation carve; the config to run with and a summary."""
-    from genrec_core.models.base import Validation
     from genrec_core.train.tuning import TuneBudget, tune
 
     result = tune(
         name,
         base,
-        _interactions(split.fit),
-        Validation(split.fit, split.valid, k=20),
+        split.interactions("fit"),
+        split.validation(k=20),
         TuneBudget(trials=trials, timeout_s=None, patience=10),
         options,
     )
@@ -324,9 +367,9 @@ def run_auto(split: Split, threads: int, overrides: dict[str, Any] | None = None
 
     settings = load_settings(model=AUTO, k=20, seed=SEED, **(overrides or {}))
     options = FitOptions(seed=SEED, threads=threads)
-    chosen = select(settings, _interactions(split.fit), _interactions(split.valid), "validation carve", options)
+    chosen = select(settings, split.interactions("fit"), _interactions(split.valid), "validation carve", options)
     spec = variant(chosen.winner)[0]
-    model = build_model(spec.name, spec.parse_config(chosen.config)).fit(_interactions(split.train), options)
+    model = build_model(spec.name, spec.parse_config(chosen.config)).fit(split.interactions("train"), options)
     return {
         "model_obj": model,
         "winner": chosen.winner,
@@ -346,7 +389,7 @@ def run_model(
     import torch
 
     from genrec_core.dev.benchmarks.common import peak_rss_mb
-    from genrec_core.models.base import FitOptions, Recommender, Validation
+    from genrec_core.models.base import FitOptions, Recommender
     from genrec_core.models.cfgan.model import CFGAN
     from genrec_core.models.neural import NeuralRecommender
     from genrec_core.models.registry import model_class, model_spec, variant
@@ -371,8 +414,8 @@ def run_model(
         cls = spec.load_class()
         if tune_trials:
             config, result["tuning"] = _tuned(spec.name, config, split, tune_trials, options)
-        validation = Validation(split.fit, split.valid, k=20, patience=15)
-        fitted = cls(config).fit(_interactions(split.fit), FitOptions(SEED, "cpu", threads, validation))
+        validation = split.validation(k=20, patience=15)
+        fitted = cls(config).fit(split.interactions("fit"), FitOptions(SEED, "cpu", threads, validation))
         assert isinstance(fitted, NeuralRecommender) and config is not None
         result.update(
             {
@@ -404,14 +447,14 @@ def run_model(
             tuned, result["tuning"] = _tuned(name, type(grid[0])(), split, tune_trials, options)
             grid = [tuned]
         for config in grid:
-            candidate = (cls(config) if config is not None else cls()).fit(_interactions(split.fit), options)
-            score = evaluate(candidate, split.fit, split.valid, 20)["ndcg@20"]
+            candidate = (cls(config) if config is not None else cls()).fit(split.interactions("fit"), options)
+            score = evaluate(candidate, split.history(candidate, "fit"), split.valid, 20)["ndcg@20"]
             if score > best_score:
                 best, best_score = config, score
-        model = (cls(best) if best is not None else cls()).fit(_interactions(split.train), options)
+        model = (cls(best) if best is not None else cls()).fit(split.interactions("train"), options)
         result.update({"config": best.model_dump() if best is not None else {}, "valid_ndcg@20": best_score})
         train_seconds = model.fit_seconds
-    result["metrics"] = {k: round(v, 4) for k, v in _metrics(model, split.train, split.test).items()}
+    result["metrics"] = {k: round(v, 4) for k, v in _metrics(model, split.history(model), split.test).items()}
     result["train_seconds"] = round(train_seconds or 0.0, 2)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
