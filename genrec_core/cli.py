@@ -210,6 +210,7 @@ def cmd_bench_nightly(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         workdir=args.workdir,
         overrides=overrides,
+        log=args.log,
     )
 
 
@@ -239,7 +240,11 @@ BENCH_CASES = {
     "scoring": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items",
     "extract": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items-{a.days}d",
     "quality": lambda a: a.dataset if not a.models else f"{a.dataset}-{a.models.replace(',', '_')}",
-    "nightly": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items" + ("-custom" if a.settings else ""),
+    "nightly": lambda a: (
+        f"{_count(a.users)}-users-{_count(a.items)}-items"
+        + ("-sequences" if a.log == "sequences" else "")
+        + ("-custom" if a.settings else "")
+    ),
 }
 
 
@@ -361,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--seed", type=int, default=0)
     bn.add_argument("--workdir", type=Path, help="keep the log, outputs and Postgres here (default: a temp dir)")
     bn.add_argument("--settings", help='JSON settings instead of the defaults, e.g. {"model": "ease"}')
+    bn.add_argument(
+        "--log",
+        choices=("topics", "sequences"),
+        default="topics",
+        help="the planted log: a topic mixture, or a first-order chain over items (order carries the signal)",
+    )
     bn.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bn.set_defaults(func=cmd_bench_nightly)
 

@@ -258,7 +258,7 @@ def _tune(settings: Settings, data: ExtractedData, run_date: dt.date, options: F
         return {"skipped": reason}
     config = settings.tuning
     budget = TuneBudget(config.trials, config.timeout_minutes * 60 if config.timeout_minutes else None, config.patience)
-    validation = Validation(fit_set.matrix, validation_set.matrix, k=settings.k)
+    validation = Validation.between(fit_set, validation_set, k=settings.k)
     try:
         result = tune(settings.model, settings.model_section(), fit_set, validation, budget, options)
     except RuntimeError as exc:  # no trial finished inside the budget: train with the configured settings
@@ -288,7 +288,7 @@ def evaluate(settings: Settings, run_date: dt.date, extracted: Extracted, traine
     chunk = chunk_rows(train_set.n_items, settings.score.chunk_size, settings.score.chunk_budget_mb)
 
     def metrics_of(model: Recommender) -> dict[str, Any]:
-        return evaluate_model(model, train_set.matrix, holdout.matrix, settings.k, chunk)
+        return evaluate_model(model, model.history_of(train_set), holdout.matrix, settings.k, chunk)
 
     model = load_model(trained.model_uri, storage, device=options.device)
     champion = None

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec_core.data.interactions import Interactions, Vocabulary
+from genrec_core.data.sequences import ranks_in_rows
 from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.models.popularity.model import Popularity
 from genrec_core.models.registry import load_model, model_names
@@ -25,6 +26,16 @@ OPTIONS = FitOptions(seed=1, device="cpu", threads=2)
 def everyone(data: Interactions) -> np.ndarray:
     """The user indices of all of `data`'s rows (a model may score known users by identity)."""
     return np.arange(data.n_users)
+
+
+def reshaped(data: Interactions, columns: np.ndarray) -> Interactions:
+    """`data` with only (and in the order of) item `columns`; its time order follows, re-ranked."""
+    items = Vocabulary(data.items.ids[columns])
+    order = None
+    if data.order is not None:
+        order = data.order[:, columns].tocsr()
+        order.data = ranks_in_rows(order.indptr, order.data, order.indices)
+    return Interactions(data.matrix[:, columns].tocsr(), data.users, items, order)
 
 
 class ModelContract:
@@ -57,7 +68,7 @@ class ModelContract:
             spec.parse_config({**spec.default_config().model_dump(), **spec.search_space(trial)})
 
     def test_scores_have_one_row_per_user_and_a_column_per_item(self, fitted, data):
-        scores = fitted.score(data.matrix[:7], np.arange(7))
+        scores = fitted.score(fitted.history_of(data)[:7], np.arange(7))
         assert scores.shape == (7, data.n_items) and torch.isfinite(scores).all()
 
     def test_save_load_round_trip(self, fitted, data, tmp_path):
@@ -65,35 +76,40 @@ class ModelContract:
         fitted.save(uri, Storage())
         loaded = load_model(uri, Storage())
         assert type(loaded) is type(fitted)
-        torch.testing.assert_close(loaded.score(data.matrix, everyone(data)), fitted.score(data.matrix, everyone(data)))
+        history = fitted.history_of(data)
+        torch.testing.assert_close(loaded.score(history, everyone(data)), fitted.score(history, everyone(data)))
 
     def test_batch_equals_one_by_one(self, fitted, data):
-        batch = fitted.score(data.matrix[:10], np.arange(10))
-        single = torch.cat([fitted.score(data.matrix[i : i + 1], np.array([i])) for i in range(10)])
+        history = fitted.history_of(data)
+        batch = fitted.score(history[:10], np.arange(10))
+        single = torch.cat([fitted.score(history[i : i + 1], np.array([i])) for i in range(10)])
         torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
 
     def test_same_seed_same_scores(self, fitted, data):
         again = self.make_model().fit(data, OPTIONS)
-        torch.testing.assert_close(again.score(data.matrix, everyone(data)), fitted.score(data.matrix, everyone(data)))
+        history = fitted.history_of(data)
+        torch.testing.assert_close(again.score(history, everyone(data)), fitted.score(history, everyone(data)))
 
     def test_learns_from_the_data(self, fitted, data):
-        shuffled = data.matrix[:, np.random.default_rng(5).permutation(data.n_items)]
-        other = self.make_model().fit(Interactions(shuffled.tocsr(), data.users, data.items), OPTIONS)
-        assert not torch.allclose(other.score(data.matrix, everyone(data)), fitted.score(data.matrix, everyone(data)))
+        shuffled = reshaped(data, np.random.default_rng(5).permutation(data.n_items))
+        other = self.make_model().fit(Interactions(shuffled.matrix, data.users, data.items, shuffled.order), OPTIONS)
+        history = fitted.history_of(data)
+        assert not torch.allclose(other.score(history, everyone(data)), fitted.score(history, everyone(data)))
 
     def test_seen_items_never_recommended(self, fitted, data):
         users = np.arange(data.n_users)
-        for chunk in iter_top_k(fitted, data.matrix, users, k=5, chunk_size=16):
+        for chunk in iter_top_k(fitted, fitted.history_of(data), users, k=5, chunk_size=16):
             for u, row in zip(chunk.users, chunk.items):
                 assert not set(row.tolist()) & set(data.matrix[u].indices.tolist())
 
     def test_rejects_a_history_of_the_wrong_width(self, fitted, data):
         with pytest.raises(ValueError, match="item columns"):
-            fitted.score(data.matrix[:, :5], np.arange(data.n_users))
+            fitted.score(fitted.history_of(data)[:, :5], np.arange(data.n_users))
 
     def test_refuses_to_fit_an_empty_matrix(self, data):
 
-        empty = Interactions(sp.csr_matrix(data.matrix.shape, dtype=np.float32), data.users, data.items)
+        nothing = sp.csr_matrix(data.matrix.shape, dtype=np.float32)
+        empty = Interactions(nothing, data.users, data.items, nothing if data.order is not None else None)
         with pytest.raises(ValueError, match="empty"):
             self.make_model().fit(empty, OPTIONS)
 
@@ -111,7 +127,7 @@ class NeuralContract(ModelContract):
         """Each user's top-3 unseen items come from the user's own block (the other block is never used)."""
         half = data.n_items // 2
         in_block = total = 0
-        for chunk in iter_top_k(fitted, data.matrix, np.arange(data.n_users), k=3, chunk_size=64):
+        for chunk in iter_top_k(fitted, fitted.history_of(data), np.arange(data.n_users), k=3, chunk_size=64):
             block = (chunk.users >= data.n_users // 2).astype(int)
             in_block += int(((chunk.items // half) == block[:, None]).sum())
             total += chunk.items.size
@@ -139,7 +155,7 @@ class NeuralContract(ModelContract):
         from genrec_core.models.neural import grow_state
 
         old_items = data.n_items - 2
-        yesterday = Interactions(data.matrix[:, :old_items].tocsr(), data.users, Vocabulary(data.items.ids[:old_items]))
+        yesterday = reshaped(data, np.arange(old_items))
         previous = self.make_model().fit(yesterday, OPTIONS)
         fresh = self.make_model().initial_network(data.n_items, OPTIONS.seed, data.n_users).state_dict()
         grown = grow_state(previous.net.state_dict(), fresh)
@@ -148,17 +164,17 @@ class NeuralContract(ModelContract):
             assert torch.equal(region, old), f"{name}: an old weight moved or changed in the warm start"
         tuned = self.make_model().fit(data, FitOptions(seed=1, threads=2, warm_start=previous))
         assert tuned.n_items == data.n_items and tuned.warm_started
-        scores = tuned.score(data.matrix, everyone(data))
+        scores = tuned.score(tuned.history_of(data), everyone(data))
         block_1 = np.arange(data.n_users) >= data.n_users // 2
         new = scores[:, old_items:]
         assert new[torch.from_numpy(block_1)].mean() > new[torch.from_numpy(~block_1)].mean()
         uri = (tmp_path / "tuned").as_uri()
         tuned.save(uri, Storage())
-        torch.testing.assert_close(load_model(uri, Storage()).score(data.matrix, everyone(data)), scores)
+        torch.testing.assert_close(load_model(uri, Storage()).score(tuned.history_of(data), everyone(data)), scores)
 
     def test_each_epoch_logs_one_progress_line(self, data, caplog):
         """Epoch, losses, the validation metric with the best so far, seconds and an ETA, at INFO."""
-        validation = Validation(data.matrix, data.matrix, k=5, patience=2)
+        validation = Validation.between(data, data, k=5, patience=2)
         with caplog.at_level(logging.INFO, logger="genrec_core.models.neural"):
             model = self.make_model(epochs=4).fit(data, FitOptions(seed=1, threads=2, validation=validation))
         lines = [r.getMessage() for r in caplog.records if " epoch " in r.getMessage()]
@@ -175,12 +191,13 @@ class NeuralContract(ModelContract):
         """With a validation score that never improves after epoch 1, the fit stops once `patience` epochs and
         `patience_updates` optimizer updates have passed since it."""
         no_targets = sp.csr_matrix(data.matrix.shape, dtype=np.float32)  # nobody to judge: the score stays 0
-        epochs = self.make_model(epochs=60).fit(
-            data, FitOptions(seed=1, threads=2, validation=Validation(data.matrix, no_targets, k=5, patience=2))
-        )
+        never = Validation(data.matrix, no_targets, k=5, patience=2, order=data.order)
+        epochs = self.make_model(epochs=60).fit(data, FitOptions(seed=1, threads=2, validation=never))
         assert len(epochs.training_log) == 3 and epochs.best_epoch == 1
         per_epoch = epochs.training_log[0]["updates"]
-        patient = Validation(data.matrix, no_targets, k=5, patience=2, patience_updates=int(per_epoch * 6))
+        patient = Validation(
+            data.matrix, no_targets, k=5, patience=2, patience_updates=int(per_epoch * 6), order=data.order
+        )
         updates = self.make_model(epochs=60).fit(data, FitOptions(seed=1, threads=2, validation=patient))
         assert len(updates.training_log) == 7  # 6 epochs' worth of updates after the best, the first
         assert updates.training_log[-1]["updates"] - updates.training_log[0]["updates"] >= patient.patience_updates
@@ -208,6 +225,5 @@ class NeuralContract(ModelContract):
         monkeypatch.setattr(cls, "_train_epoch", real_epoch)
         resumed = self.make_model(epochs=4).fit(data, options)
         assert [e["epoch"] for e in resumed.training_log] == [1, 2, 3, 4]
-        torch.testing.assert_close(
-            resumed.score(data.matrix, everyone(data)), uninterrupted.score(data.matrix, everyone(data))
-        )
+        history = resumed.history_of(data)
+        torch.testing.assert_close(resumed.score(history, everyone(data)), uninterrupted.score(history, everyone(data)))

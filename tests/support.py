@@ -16,12 +16,14 @@ import scipy.sparse as sp
 
 from genrec_core.config import Settings, load_settings
 from genrec_core.data.interactions import Interactions, Vocabulary
+from genrec_core.data.sequences import from_lists
 from genrec_core.dev.generate import LogSpec
 from genrec_core.storage import join
 
 RUN_DATE = dt.date(2026, 11, 20)
 TINY = LogSpec(users=300, items=120, days=6, end_date=RUN_DATE, seed=3)
 FAST_VAE = {"epochs": 40, "hidden_dim": 64, "latent_dim": 16, "batch_size": 50, "total_anneal_steps": 200}
+FAST_SASREC = {"max_length": 20, "hidden_dim": 32, "dropout": 0.1, "epochs": 80, "finetune_epochs": 5, "batch_size": 32}
 S3_KEYS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
 
 
@@ -38,6 +40,7 @@ def make_settings(events_uri: str, output_uri: str, **extra: object) -> Settings
         "spark_driver_memory": "1g",
         "torch_threads": 2,
         "mult_vae": FAST_VAE,
+        "sasrec": {**FAST_SASREC, "learning_rate": 3e-3},
     }
     values.update(extra)
     return load_settings(**values)
@@ -62,19 +65,20 @@ def planted_days(
 def two_block_interactions(
     users_per_block: int = 30, items_per_block: int = 12, per_user: int = 6, seed: int = 0
 ) -> Interactions:
-    """Users 0..n-1 use items of block 0, users n..2n-1 items of block 1 (per_user items each)."""
+    """Users 0..n-1 use items of block 0, users n..2n-1 items of block 1 (per_user items each), in a random
+    time order (`order`)."""
     rng = np.random.default_rng(seed)
-    rows, cols = [], []
+    histories = []  # each user's items in the (random) order they were drawn: the time order
     for block in range(2):
-        for u in range(users_per_block):
+        for _ in range(users_per_block):
             chosen = rng.choice(items_per_block, size=per_user, replace=False) + block * items_per_block
-            rows += [block * users_per_block + u] * per_user
-            cols += chosen.tolist()
+            histories.append(chosen.tolist())
     n_users, n_items = 2 * users_per_block, 2 * items_per_block
-    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    order = from_lists(histories, n_items)
+    matrix = sp.csr_matrix((np.ones(order.nnz, np.float32), order.indices, order.indptr), shape=order.shape)
     users = Vocabulary(np.array([f"u{i}" for i in range(n_users)], dtype=object))
     items = Vocabulary(np.array([f"i{i}" for i in range(n_items)], dtype=object))
-    return Interactions(matrix, users, items)
+    return Interactions(matrix, users, items, order)
 
 
 def lists(run_date: dt.date, users: int, k: int, model: str = "m") -> pa.Table:

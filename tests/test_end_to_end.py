@@ -128,8 +128,9 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
         "GENREC_TORCH_THREADS": "2",
     }
     monkeypatch.delenv("GENREC_PG_DSN", raising=False)
-    for name, value in settings.mult_vae.model_dump(exclude_none=True).items():
-        env[f"GENREC_MULT_VAE__{name.upper()}"] = str(value)
+    for section in ("mult_vae", "sasrec"):  # the test's small networks (the selection trains every candidate)
+        for name, value in getattr(settings, section).model_dump(exclude_none=True).items():
+            env[f"GENREC_{section.upper()}__{name.upper()}"] = str(value)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
 
@@ -155,7 +156,8 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     winner = selection["winner"]
     assert selection["validation_day"] == "2026-11-18" and selection["selected_on"] == "2026-11-19"
     statuses = {c["name"]: c["status"] for c in selection["candidates"]}
-    assert {"ease", "item_knn", "popularity", "mult_vae", "mult_vae+ease"} <= set(statuses) and winner in statuses
+    assert {"ease", "item_knn", "popularity", "mult_vae", "mult_vae+ease", "sasrec", "transitions"} <= set(statuses)
+    assert winner in statuses
     assert s3_storage.read_json(join(line, "dt=2026-11-20", "selection.json"))["winner"] == winner
 
     dsn = settings.pg_dsn.get_secret_value()
@@ -168,7 +170,7 @@ def test_dag_test_publishes_day_d(airflow_db, s3_settings, s3_storage, monkeypat
     assert sorted(Lake(s3_storage, settings.output_uri).publications()) == [dt.date(2026, 11, 19), RUN_DATE]
     # D's gate compared against the model published for D-1, and against the strongest closed-form baseline
     assert summary["gate"]["passed"] and summary["gate"]["champion_version"] == f"{winner}@2026-11-19"
-    assert summary["gate"]["baseline"] in ("ease", "item_knn") and summary["model"] == winner
+    assert summary["gate"]["baseline"] in ("ease", "item_knn", "transitions") and summary["model"] == winner
     assert summary["selection"] == {"winner": winner, "selected_on": "2026-11-19"}
     assert {"extract", "train", "evaluate", "gate", "score", "publish_object_store", "publish_postgres"} <= set(
         summary["stages"]

@@ -155,6 +155,7 @@ class ExtractedData:
     storage: Storage
     _items: Vocabulary | None = None
     _stats: dict | None = None
+    _has_order: bool | None = None
 
     def stats(self) -> dict:
         """The extract's stats.json (counts, and the weighting and k-core it was made with)."""
@@ -190,7 +191,12 @@ class ExtractedData:
         col[keep_items.column(0).to_numpy()] = 1
         matrix = (sp.diags(row) @ interactions.matrix @ sp.diags(col)).tocsr()
         matrix.eliminate_zeros()
-        return Interactions(matrix, interactions.users, interactions.items)
+        order = None
+        if interactions.order is not None:  # the kept pairs, re-ranked 1..n per user
+            order = (sp.diags(row) @ interactions.order @ sp.diags(col)).tocsr()
+            order.eliminate_zeros()
+            order.data = ranks_in_rows(order.indptr, order.data, order.indices)
+        return Interactions(matrix, interactions.users, interactions.items, order)
 
     @property
     def daily_uri(self) -> str:
@@ -205,8 +211,24 @@ class ExtractedData:
             self._items = Vocabulary.from_table(self.storage.read_table(join(self.uri, "vocab", "items")))
         return self._items
 
+    def has_order(self) -> bool:
+        """Whether the daily files carry event times (extracts from genrec 0.6 on)."""
+        if self._has_order is None:
+            import pyarrow.dataset as pads
+
+            fs, path = self.storage.resolve(self.daily_uri)
+            names = pads.dataset(path, format="parquet", partitioning="hive", filesystem=fs).schema.names
+            self._has_order = "first_ts" in names
+        return self._has_order
+
+    def _columns(self, *names: str) -> list[str]:
+        """`names`, plus `first_ts` when the files carry it (the time order of the histories)."""
+        return [*names, *(["first_ts"] if self.has_order() else [])]
+
     def daily(self) -> pa.Table:
-        return self.storage.read_table(self.daily_uri, columns=["user_idx", "item_idx", "day", "weight", "events"])
+        return self.storage.read_table(
+            self.daily_uri, columns=self._columns("user_idx", "item_idx", "day", "weight", "events")
+        )
 
     def user_rows(self, lo: int, hi: int, columns: list[str]) -> pa.Table:
         """Daily aggregate rows of users lo..hi-1 (row groups are pruned by their user_idx statistics)."""
@@ -216,14 +238,15 @@ class ExtractedData:
         dataset = pads.dataset(path, format="parquet", partitioning="hive", filesystem=fs)
         return dataset.to_table(columns=columns, filter=(pads.field("user_idx") >= lo) & (pads.field("user_idx") < hi))
 
-    def user_block(self, lo: int, hi: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """(positive feedback, seen pairs) of users lo..hi-1 over the window, as [hi-lo, items] matrices."""
-        table = self._weighted(self.user_rows(lo, hi, ["user_idx", "item_idx", "weight", "day", "events"]))
+    def user_block(self, lo: int, hi: int, ordered: bool = False) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(positive feedback, seen pairs) of users lo..hi-1 over the window, as [hi-lo, items] matrices;
+        with `ordered`, the positive feedback's time order (`Interactions.order`) instead of its weights."""
+        table = self._weighted(self.user_rows(lo, hi, self._columns("user_idx", "item_idx", "weight", "day", "events")))
         shifted = table.set_column(0, "user_idx", pc.subtract(table.column("user_idx"), pa.scalar(lo, pa.int64())))
         block_users = Vocabulary(np.empty(hi - lo, dtype=object))
-        full = Interactions.from_daily(shifted, block_users, self.items(), count_weight=self._count_weight()).matrix
+        full = Interactions.from_daily(shifted, block_users, self.items(), count_weight=self._count_weight())
         seen = Interactions.from_daily(shifted, block_users, self.items(), positive_only=False).matrix
-        return full, seen
+        return (full.ordered() if ordered else full.matrix), seen
 
     def scan(self, columns: list[str], batch_rows: int = 1_000_000) -> Iterator[pa.RecordBatch]:
         """The daily aggregates in record batches (bounded memory)."""

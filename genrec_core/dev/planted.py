@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,9 @@ import scipy.sparse as sp
 from genrec_core.contract import partition_name
 from genrec_core.dev.generate import item_ids, user_ids
 from genrec_core.storage import Storage, join
+
+if TYPE_CHECKING:
+    from genrec_core.dev.planted_sequences import SequenceLog
 
 _FUNNEL = (("view", 0.63), ("click", 0.25), ("add_to_cart", 0.08), ("purchase", 0.04))
 
@@ -249,7 +253,7 @@ def _rows(spec: PlantedSpec, day: dt.date, users: np.ndarray, items: np.ndarray,
     )
 
 
-def write_day(log: PlantedLog, day: dt.date, out_uri: str, storage: Storage | None = None) -> int:
+def write_day(log: PlantedLog | SequenceLog, day: dt.date, out_uri: str, storage: Storage | None = None) -> int:
     """Write one generated day's raw partition (``out_uri/dt=D/part-00000.parquet``); return its rows."""
     table = log.days[day]
     (storage or Storage()).write_table(join(out_uri, partition_name(day), "part-00000.parquet"), table)

@@ -13,11 +13,15 @@ from genrec_core.models.registry import build_model, model_specs
 log = logging.getLogger(__name__)
 
 
-def baseline_names(settings: Settings, n_items: int) -> list[str]:
-    """The baselines that fit `n_items` items (the EASE family only up to `ease.max_items`), in registry order."""
+def baseline_names(settings: Settings, n_items: int, ordered: bool = True) -> list[str]:
+    """The baselines that fit `n_items` items (the EASE family only up to `ease.max_items`), in registry order;
+    the sequential ones only on `ordered` data (an extract with event times)."""
     names = []
     for spec in model_specs():
         if not spec.baseline:
+            continue
+        if spec.sequential and not ordered:
+            log.info("gate baseline %s left out: the extract carries no event times", spec.name)
             continue
         problem = spec.too_many_items(settings.model_section(spec.name), n_items)
         if problem:
@@ -31,5 +35,5 @@ def fit_baselines(settings: Settings, train: Interactions, options: FitOptions) 
     """Each baseline that fits, fitted on `train`."""
     return {
         name: build_model(name, settings.model_section(name)).fit(train, options)
-        for name in baseline_names(settings, train.n_items)
+        for name in baseline_names(settings, train.n_items, train.order is not None)
     }

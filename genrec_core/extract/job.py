@@ -1,7 +1,8 @@
 """Spark job: read the window's raw partitions, validate, quarantine, dedupe, weight, index.
 
 Output under ``{output_uri}/extract/dt=D/``:
-  daily/day=YYYY-MM-DD/       aggregates (user_idx, item_idx, weight, events) per day; weight 0 = seen only
+  daily/day=YYYY-MM-DD/       aggregates (user_idx, item_idx, weight, events, first_ts, last_ts) per day;
+                              weight 0 = seen only; first/last_ts: the pair's first and last event (µs, UTC)
   quarantine/day=YYYY-MM-DD/  rejected rows with a `reason` column and the file they came from
   vocab/users, vocab/items    append-only vocabularies (id, idx)
   kcore/users, kcore/items    indices kept by the k-core filter (only when it is on)
@@ -74,6 +75,9 @@ def previous_extract(output_uri: str, run_date: dt.date, storage: Storage) -> st
     return None
 
 
+DAILY_COLUMNS = ("user_idx", "item_idx", "day", "weight", "events", "first_ts", "last_ts")
+
+
 def fingerprint(settings: Settings) -> str:
     """The settings a day's outputs depend on; an extract made with others cannot be reused."""
     relevant = {
@@ -82,6 +86,7 @@ def fingerprint(settings: Settings) -> str:
         "event_weights": dict(sorted(settings.event_weights.items())),
         "rating_threshold": settings.rating_threshold,
         "max_events_per_user_day": settings.extract.max_events_per_user_day,
+        "daily_columns": DAILY_COLUMNS,  # an extract written with other columns is recomputed, not copied
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -323,7 +328,7 @@ def _extract(
         indexed = (
             daily.join(users.withColumnRenamed("id", "user_id").withColumnRenamed("idx", "user_idx"), "user_id")
             .join(items.withColumnRenamed("id", "item_id").withColumnRenamed("idx", "item_idx"), "item_id")
-            .select("user_idx", "item_idx", "day", "weight", "events")
+            .select(*DAILY_COLUMNS)
         )
         _write_daily(spark, indexed, out / "daily", [p.day for p in parts], n_users, n_items)
     finally:

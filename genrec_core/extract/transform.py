@@ -81,7 +81,9 @@ def event_weight(settings: Settings) -> Column:
 
 
 def aggregate(checked: DataFrame, settings: Settings) -> DataFrame:
-    """Checked rows -> one row per (user_id, item_id, day): max weight, distinct events, accepted raw rows.
+    """Checked rows -> one row per (user_id, item_id, day): max weight, distinct events, accepted raw rows,
+    and the pair's first and last event time that day (microseconds since the epoch, UTC): the order of a
+    user's items across and within days.
 
     Exact duplicate rows count once. Every accepted pair is kept (weight 0 = seen but not a
     positive signal, e.g. a low rating): training uses weight > 0, the scorer never recommends a seen pair.
@@ -111,7 +113,13 @@ def aggregate(checked: DataFrame, settings: Settings) -> DataFrame:
     return (
         distinct.withColumn("weight", event_weight(settings))
         .groupBy("user_id", "item_id", "day")
-        .agg(F.max("weight").alias("weight"), F.count(F.lit(1)).alias("events"), F.sum("copies").alias("accepted"))
+        .agg(
+            F.max("weight").alias("weight"),
+            F.count(F.lit(1)).alias("events"),
+            F.sum("copies").alias("accepted"),
+            F.min("ts").alias("first_ts"),
+            F.max("ts").alias("last_ts"),
+        )
     )
 
 

@@ -132,7 +132,7 @@ def score_shard(
             hi = min(lo + request.block_users, n_users)
             if not scored[lo:hi].any():
                 continue
-            history, seen = data.user_block(lo, hi)
+            history, seen = data.user_block(lo, hi, ordered=model.sequential)
             local = np.flatnonzero(scored[lo:hi])
             is_fallback = fallback_mask[lo:hi][local]
             streams = [(model, local[~is_fallback], SOURCE_MODEL), (fallback, local[is_fallback], SOURCE_FALLBACK)]

@@ -111,14 +111,17 @@ class SelectionResult:
         }
 
 
-def candidates(settings: Settings, n_items: int) -> tuple[list[Candidate], dict[str, str]]:
-    """The candidates to try, cheapest first, and those left out with the reason."""
+def candidates(settings: Settings, n_items: int, ordered: bool = True) -> tuple[list[Candidate], dict[str, str]]:
+    """The candidates to try, cheapest first, and those left out with the reason (a sequential model when the
+    data carry no time order)."""
     names = settings.selection.candidates or default_candidates()
     chosen, skipped = [], {}
     for name in names:
         base = name.removesuffix(EXPERT_SUFFIX)
         spec, config = variant(name, settings.model_section(base))
         problem = spec.too_many_items(config, n_items)
+        if spec.sequential and not ordered:
+            problem = "the extract carries no event times (written before genrec 0.6: rerun it)"
         if problem:
             skipped[name] = problem
         else:
@@ -150,7 +153,7 @@ def select(
     """Fit every candidate on `fit`, judge it on `validation` (day D-1), return every outcome and the winner."""
     started = time.perf_counter()
     metric = f"{settings.selection.metric}@{settings.k}"
-    pool, skipped = candidates(settings, fit.n_items)
+    pool, skipped = candidates(settings, fit.n_items, fit.order is not None)
     for name, why in skipped.items():
         log.info("selection: %s left out: %s", name, why)
     if not pool:
@@ -242,7 +245,7 @@ def _try(
     chunk = chunk_rows(fit.n_items, settings.score.chunk_size, settings.score.chunk_budget_mb)
     for candidate in variants:
         scored = _as_variant(model, candidate)
-        metrics = evaluate(scored, fit.matrix, validation.matrix, settings.k, chunk)
+        metrics = evaluate(scored, scored.history_of(fit), validation.matrix, settings.k, chunk)
         outcomes.append(
             Outcome(
                 candidate.name,
@@ -280,9 +283,9 @@ def _fit(
         if time.perf_counter() >= deadline:
             raise BudgetSpent(f"after epoch {epoch}")
 
-    checks = Validation(
-        fit.matrix,
-        validation.matrix,
+    checks = Validation.between(
+        fit,
+        validation,
         k=settings.k,
         patience=settings.selection.patience,
         patience_updates=settings.selection.patience_updates,

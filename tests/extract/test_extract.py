@@ -161,3 +161,33 @@ def test_daily_sort_key_orders_by_day_user_item(n_users, n_items):
     assert len(keys) == (1 if n_users < 1024 else 2)
     got = [tuple(r) for r in df.coalesce(1).sortWithinPartitions(*keys).collect()]
     assert got == sorted(rows)
+
+
+def test_daily_rows_keep_each_pairs_first_and_last_event_and_histories_follow_them(events, tmp_path):
+    """first_ts/last_ts are the earliest and latest accepted event of the (user, item, day); a user's history
+    is ordered by each positive pair's first event in the window, ties by item index."""
+    settings = make_settings(events.as_uri(), (tmp_path / "out").as_uri())
+    result = run_extract(settings, RUN_DATE, Storage())
+    data = ExtractedData(result.uri, RUN_DATE, Storage())
+    users, items = data.vocabularies()
+    table = pq.read_table(events)
+    raw = table.select(["user_id", "item_id"]).to_pandas()
+    raw["micros"] = table.column("event_ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+    raw["day"] = table.column("event_ts").to_pandas().dt.strftime("%Y-%m-%d").to_numpy()
+    expected = raw.groupby(["user_id", "item_id", "day"]).micros.agg(["min", "max"]).reset_index()
+    daily = Storage().read_table(data.daily_uri).to_pandas()
+    daily["user_id"] = users.ids[daily.user_idx.to_numpy()]
+    daily["item_id"] = items.ids[daily.item_idx.to_numpy()]
+    daily["day"] = daily.day.astype(str)
+    got = daily.merge(expected, on=["user_id", "item_id", "day"], how="left", validate="one_to_one")
+    assert len(got) == len(daily) and got["min"].notna().all()
+    assert (got.first_ts == got["min"]).all() and (got.last_ts == got["max"]).all()
+    assert (got.first_ts <= got.last_ts).all() and (got.first_ts < got.last_ts).any()
+
+    _, _, full = data.split()
+    positive = daily[daily.weight > 0].groupby(["user_idx", "item_idx"]).first_ts.min().reset_index()
+    positive = positive.sort_values(["user_idx", "first_ts", "item_idx"])
+    positive["place"] = positive.groupby("user_idx").cumcount() + 1
+    order = full.ordered().tocoo()
+    places = dict(zip(zip(order.row.tolist(), order.col.tolist()), order.data.astype(int).tolist()))
+    assert places == dict(zip(zip(positive.user_idx, positive.item_idx), positive.place))

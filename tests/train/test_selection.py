@@ -137,8 +137,21 @@ def test_candidates_over_their_item_limit_are_left_out_naming_the_setting(tmp_pa
         "ease": "80 items exceed ease.max_items=50 (an items x items matrix)",
         "mult_vae+ease": "80 items exceed mult_vae.expert_max_items=60 (an items x items matrix)",
     }
-    assert [c.name for c in pool] == ["item_knn", "popularity", "mult_vae", "rec_vae", "rec_vae+ease"]
-    assert [c.name for c in candidates(settings, n_items=50)[0]][:3] == ["ease", "item_knn", "popularity"]
+    names = ["item_knn", "transitions", "popularity", "mult_vae", "rec_vae", "sasrec", "rec_vae+ease"]
+    assert [c.name for c in pool] == names
+    assert [c.name for c in candidates(settings, n_items=50)[0]][:4] == [
+        "ease",
+        "item_knn",
+        "transitions",
+        "popularity",
+    ]
+
+
+def test_sequential_candidates_are_left_out_of_data_without_time_order(tmp_path):
+    settings = make_settings("file:///nonexistent", (tmp_path / "out").as_uri(), model="auto")
+    pool, skipped = candidates(settings, n_items=80, ordered=False)
+    assert {"sasrec", "transitions"} <= set(skipped) and "event times" in skipped["sasrec"]
+    assert not {"sasrec", "transitions"} & {c.name for c in pool}
 
 
 def test_cfgan_is_tried_only_when_named():
@@ -159,8 +172,8 @@ def test_without_a_day_to_judge_on_the_first_fallback_that_fits_is_served(tmp_pa
 
 
 def test_selection_settings_are_validated_by_name(tmp_path):
-    with pytest.raises(ConfigError, match=r"selection.candidates.*unknown models \['sasrec'\]"):
-        _settings(tmp_path, candidates=["ease", "sasrec"])
+    with pytest.raises(ConfigError, match=r"selection.candidates.*unknown models \['gru4rec'\]"):
+        _settings(tmp_path, candidates=["ease", "gru4rec"])
     with pytest.raises(ConfigError, match=r"selection.budget_minutes"):
         _settings(tmp_path, budget_minutes=0)
     with pytest.raises(ConfigError, match="tuning.enabled needs a named model"):

@@ -10,13 +10,11 @@ import scipy.sparse as sp
 from genrec_core import pipeline
 from genrec_core.data.interactions import Interactions
 from genrec_core.models.base import FitOptions, Validation
-from genrec_core.models.cfgan import CFGANConfig
 from genrec_core.models.ease import EASEConfig
 from genrec_core.models.ease.model import EASE
 from genrec_core.models.item_knn import ItemKNNConfig
 from genrec_core.models.mult_vae import MultVAEConfig
 from genrec_core.models.mult_vae.model import MultVAE
-from genrec_core.models.rec_vae import RecVAEConfig
 from genrec_core.models.registry import load_model, model_spec
 from genrec_core.ranking.metrics import evaluate
 from genrec_core.storage import Storage, join
@@ -25,13 +23,6 @@ from genrec_core.train.tuning import TuneBudget, tunable, tune
 from tests.support import RUN_DATE, make_settings, two_block_interactions
 
 OPTIONS = FitOptions(seed=3, device="cpu", threads=2)
-CONFIGS = {
-    "mult_vae": MultVAEConfig,
-    "rec_vae": RecVAEConfig,
-    "cfgan": CFGANConfig,
-    "ease": EASEConfig,
-    "item_knn": ItemKNNConfig,
-}
 
 
 def _carve(data: Interactions) -> tuple[Interactions, Validation]:
@@ -52,7 +43,8 @@ def test_every_search_space_yields_valid_configs(name):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         trial = study.ask()
-        CONFIGS[name].model_validate({**CONFIGS[name]().model_dump(), **model_spec(name).search_space(trial)})
+        config_class = model_spec(name).config_class
+        config_class.model_validate({**config_class().model_dump(), **model_spec(name).search_space(trial)})
         study.tell(trial, 0.0)
 
 

@@ -12,6 +12,11 @@ from Postgres and judged on the *next* day, the day they are served for, against
 - `true_tastes`: the same with each user's true tastes, a bound no model reaches from a finite history;
 - `ease` and `popularity`: fitted in-process on the extract the night made, with its settings.
 
+`--log sequences` plants a first-order chain over items instead (genrec_core/dev/planted_sequences.py): a
+user's next item depends on the latest one, so only a model of order can reach `best`. There the judged
+target is each user's *next* item (their first on the judged day), `true_tastes` does not exist (the chain
+is known exactly), and the references add `transitions`.
+
 Every ratio is to `best`. `captured_mass` is the expected share of a user's next new item that
 the list catches, computed from the planted probabilities, so it carries no sampling noise of
 the judged day. The first night is a full retrain (a selection with `model = "auto"`); the
@@ -31,8 +36,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from genrec_core.dev.planted import PlantedLog, PlantedSpec, plant, write_day
+from genrec_core.dev.planted_sequences import SequenceLog, SequenceSpec, plant_sequences
 
 END_DATE = dt.date(2026, 11, 20)
+LOGS = ("topics", "sequences")
 
 
 def run(
@@ -45,13 +52,24 @@ def run(
     seed: int = 0,
     workdir: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    log: str = "topics",
 ) -> dict[str, Any]:
-    """Plant a log of `days` days ending on END_DATE, run `nights` nightly runs from END_DATE on, judge each."""
+    """Plant a log (`log`: topics or sequences) of `days` days ending on END_DATE, run `nights` nightly runs
+    from END_DATE on, judge each."""
     from genrec_core.dev.services.local_postgres import LocalPostgres
 
-    spec = PlantedSpec(users=users, items=items, days=days, end_date=END_DATE, events=events, seed=seed)
+    if log not in LOGS:
+        raise ValueError(f"unknown planted log {log!r}; expected one of {LOGS}")
     started = time.perf_counter()
-    truth = plant(spec, extra_days=nights)
+    truth: PlantedLog | SequenceLog
+    if log == "sequences":
+        truth = plant_sequences(
+            SequenceSpec(users=users, items=items, days=days, end_date=END_DATE, events=events, seed=seed), nights
+        )
+    else:
+        truth = plant(
+            PlantedSpec(users=users, items=items, days=days, end_date=END_DATE, events=events, seed=seed), nights
+        )
     planted_seconds = time.perf_counter() - started
     root = Path(workdir or tempfile.mkdtemp(prefix="genrec-bench-nightly-"))
     for leftover in ("events", "output", "checkpoints"):  # a resumed checkpoint would skew the timings
@@ -72,7 +90,9 @@ def run(
             "days": days,
             "events": int(sum(len(p[0]) for day, p in truth.pairs.items() if day <= END_DATE)),
             "seed": seed,
-            "generator": "genrec_core/dev/planted.py (topic mixture)",
+            "generator": "genrec_core/dev/planted_sequences.py (first-order chain)"
+            if log == "sequences"
+            else "genrec_core/dev/planted.py (topic mixture)",
             "plant_seconds": round(planted_seconds, 1),
         },
         "k": k,
@@ -82,7 +102,7 @@ def run(
 
 
 def _night(
-    truth: PlantedLog, run_date: dt.date, root: Path, dsn: str, k: int, overrides: dict[str, Any]
+    truth: PlantedLog | SequenceLog, run_date: dt.date, root: Path, dsn: str, k: int, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     from pydantic import SecretStr
 
@@ -116,8 +136,9 @@ def _night(
     }
 
 
-def _judge(truth: PlantedLog, settings: Any, run_date: dt.date, dsn: str, k: int) -> dict[str, Any]:
-    """Recall/NDCG@k on the next day of the published lists, the best achievable lists and the references."""
+def _judge(truth: PlantedLog | SequenceLog, settings: Any, run_date: dt.date, dsn: str, k: int) -> dict[str, Any]:
+    """Recall/NDCG@k on the next day (its first item, on a sequence log) of the published lists, the best
+    achievable lists and the references."""
     from genrec_core import layout
     from genrec_core.data.interactions import ExtractedData
     from genrec_core.ranking.metrics import evaluation_targets, metrics_for_lists
@@ -126,19 +147,26 @@ def _judge(truth: PlantedLog, settings: Any, run_date: dt.date, dsn: str, k: int
     window_start = run_date - dt.timedelta(days=settings.lookback_days - 1)
     seen = truth.interactions(max(window_start, truth.spec.first_day), run_date)
     judged_day = run_date + dt.timedelta(days=1)
-    targets = evaluation_targets(seen, truth.interactions(judged_day, judged_day))
+    sequences = isinstance(truth, SequenceLog)
+    judged = (
+        truth.next_items(judged_day) if isinstance(truth, SequenceLog) else truth.interactions(judged_day, judged_day)
+    )
+    targets = evaluation_targets(seen, judged)
     served = _published_lists(dsn, run_date, truth.spec.users, truth.spec.items, k)
     has_list = served[:, 0] >= 0
     users = np.flatnonzero((np.diff(targets.indptr) > 0) & has_list)
     relevant = targets[users]
-    lists = {
-        "published": served[users],
-        "best": truth.oracle_top_k(users, seen, judged_day, k),
-        "true_tastes": truth.oracle_top_k(users, seen, judged_day, k, knowing_users=True),
-    }
+    lists = {"published": served[users], "best": truth.oracle_top_k(users, seen, judged_day, k)}
+    if isinstance(truth, PlantedLog):
+        lists["true_tastes"] = truth.oracle_top_k(users, seen, judged_day, k, knowing_users=True)
     data = ExtractedData(layout.extract_uri(settings.output_uri, run_date), run_date, Storage())
-    lists.update(_references(data, settings, users, k))
-    out: dict[str, Any] = {"judged_day": judged_day.isoformat(), "users_judged": len(users)}
+    references = ("ease", "popularity", "transitions") if sequences else ("ease", "popularity")
+    lists.update(_references(data, settings, users, k, references))
+    out: dict[str, Any] = {
+        "judged_day": judged_day.isoformat(),
+        "target": "each user's next item" if sequences else "every new item of the day",
+        "users_judged": len(users),
+    }
     raw: dict[str, dict[str, float]] = {}
     for name, top in lists.items():
         per_user = metrics_for_lists(top, relevant, k)
@@ -172,8 +200,8 @@ def _published_lists(dsn: str, run_date: dt.date, n_users: int, n_items: int, k:
     return out
 
 
-def _references(data: Any, settings: Any, users: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """EASE and popularity lists for `users` (generator indices), fitted on the night's extract as the
+def _references(data: Any, settings: Any, users: np.ndarray, k: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The `names` models' lists for `users` (generator indices), fitted on the night's extract as the
     pipeline would (days before D), scored with the window's history through D, seen items masked."""
     from genrec_core.models.base import FitOptions
     from genrec_core.models.registry import build_model
@@ -185,11 +213,11 @@ def _references(data: Any, settings: Any, users: np.ndarray, k: int) -> dict[str
     item_index = np.array([int(iid[1:]) for iid in data.items().ids])
     rows = np.array([row_of[u] for u in users])
     out = {}
-    for name in ("ease", "popularity"):
+    for name in names:
         model = build_model(name, settings.model_section(name)).fit(train, FitOptions(seed=settings.seed))
         top = np.full((len(users), k), -1, dtype=np.int64)
         position = {row: i for i, row in enumerate(rows)}
-        history = sp.csr_matrix(full.matrix)
+        history = sp.csr_matrix(model.history_of(full))
         for chunk in iter_top_k(model, history, rows, k, 4096):
             picked = np.where(chunk.items >= 0, item_index[np.maximum(chunk.items, 0)], -1)
             top[[position[r] for r in chunk.users]] = picked
