@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from genrec_core.dev.planted import PlantedSpec, plant
+from genrec_core.dev.planted_sequences import SequenceSpec, plant_sequences
 from tests.support import FAST_VAE
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,33 @@ def test_the_planted_truth_is_deterministic_and_its_oracle_is_the_best_list():
     expected = np.sort(log.unseen_probabilities(users, seen, day), axis=1)[:, ::-1][:, :10].sum(axis=1)
     np.testing.assert_allclose(mass["truth"], expected)
     assert not seen[users[:, None], truth].toarray().any()  # lists hold unseen items only
+
+
+def test_the_planted_chain_is_deterministic_and_its_oracle_is_the_best_next_item_list():
+    spec = SequenceSpec(users=300, items=200, days=6, end_date=dt.date(2026, 11, 20), events=3000, seed=2)
+    log, again = plant_sequences(spec, extra_days=1), plant_sequences(spec, extra_days=1)
+    for d in log.days:
+        assert log.days[d].equals(again.days[d])
+    day = spec.end_date + dt.timedelta(days=1)
+    seen = log.interactions(spec.first_day, spec.end_date)
+    users = np.flatnonzero(np.diff(log.next_items(day).indptr) > 0)
+    best = log.oracle_top_k(users, seen, day, 10)
+    popular = np.argsort(-log.popularity, kind="stable")
+    by_popularity = np.array([[i for i in popular if not seen[u, i]][:10] for u in users])
+    best_mass = log.captured_mass(users, best, seen, day)
+    assert (best_mass >= log.captured_mass(users, by_popularity, seen, day) - 1e-12).all()
+    assert best_mass.mean() > 0.8  # the chain carries most of the signal (follow = 0.85)
+    assert not seen[users[:, None], best].toarray().any()  # lists hold unseen items only
+    # the generator's own draw: each user's next item, a sample from the same distribution, lands in the
+    # best lists at about their captured mass
+    hits = log.next_items(day)[users][np.arange(len(users))[:, None], best].toarray().any(axis=1)
+    assert abs(hits.mean() - best_mass.mean()) < 0.1
+    # a user's steps within a day carry rising times, in the order the chain took them
+    table = log.days[spec.end_date].to_pandas().drop_duplicates()
+    users_of_day, items_of_day = log.pairs[spec.end_date]
+    for user in np.unique(users_of_day)[:20]:
+        steps = table[table.user_id == f"u{user:07d}"].sort_values("event_ts").item_id.tolist()
+        assert steps == [f"i{i:06d}" for i in items_of_day[users_of_day == user]]
 
 
 def test_bench_nightly_runs_two_nights_of_the_production_path(tmp_path):

@@ -56,6 +56,14 @@ def last_items(order: sp.csr_matrix, max_length: int) -> np.ndarray:
     return out
 
 
+def without_leading_padding(window: np.ndarray, keep: int = 1) -> np.ndarray:
+    """`window` (right-aligned rows) without the leading columns that are PAD in every row, at least `keep`
+    columns: a batch of short histories need not pay for the longest one a model allows."""
+    real = (window != PAD).any(axis=0)
+    first = int(np.argmax(real)) if real.any() else window.shape[1]
+    return window[:, min(first, window.shape[1] - keep) :]
+
+
 def check_places(order: sp.csr_matrix, what: str = "history") -> None:
     """Raise ValueError unless every row's values are its places 1..n (a weight matrix is not an order)."""
     if order.nnz == 0:

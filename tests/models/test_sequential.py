@@ -9,7 +9,15 @@ import scipy.sparse as sp
 import torch
 
 from genrec_core.data.interactions import Interactions, Vocabulary
-from genrec_core.data.sequences import PAD, check_places, from_lists, last_items, ranks_in_rows, transitions
+from genrec_core.data.sequences import (
+    PAD,
+    check_places,
+    from_lists,
+    last_items,
+    ranks_in_rows,
+    transitions,
+    without_leading_padding,
+)
 from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.models.ease.model import EASE
 from genrec_core.models.sasrec import SASRecConfig
@@ -138,3 +146,14 @@ class TestSASRecSampledSoftmax(NeuralContract):
     def test_learns_the_next_item_of_the_cycle(self):
         data, nxt = cycle_data()
         assert hit_rate(self.make_model(epochs=60).fit(data, OPTIONS), data, nxt) > 0.9
+
+
+def test_leading_padding_changes_nothing_but_the_cost():
+    data, _ = cycle_data()
+    model = SASRec(SASRecConfig(**{**SMALL_SASREC, "max_length": 30, "epochs": 3})).fit(data, OPTIONS)
+    short = from_lists([[1, 2, 3]], data.n_items)
+    long = from_lists([list(range(14))], data.n_items)
+    together = model.score(sp.vstack([short, long]).tocsr())  # the short row is padded to the long one's length
+    torch.testing.assert_close(together[:1], model.score(short), atol=1e-5, rtol=1e-5)
+    window = last_items(short, 6)
+    assert without_leading_padding(window).shape == (1, 3) and without_leading_padding(window, keep=5).shape == (1, 5)

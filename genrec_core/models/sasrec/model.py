@@ -4,7 +4,8 @@ Input: a user's latest `max_length` items, oldest first and right-aligned (`data
 Item embeddings (scaled by sqrt(d)) plus learned position embeddings, dropout, then `blocks`
 causal self-attention blocks as in the authors' code: queries from a layer-normed input, keys and
 values from the input itself, a residual, layer norm, a point-wise feed-forward with its residual;
-a final layer norm. A position attends to itself and to earlier real items, never to padding.
+a final layer norm. A position attends to itself and to earlier real items, never to padding, so a
+batch is cut to its longest history: leading padding changes nothing but the cost.
 Item embeddings are shared with the output layer: the score of item i after position t is
 h_t . e_i. Training predicts the item at every next position, with cross-entropy over the whole
 catalogue (`loss = "softmax"`) or over the target and items drawn by popularity with the log-Q
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genrec_core.data.interactions import Interactions
-from genrec_core.data.sequences import PAD, check_places, last_items
+from genrec_core.data.sequences import PAD, check_places, last_items, without_leading_padding
 from genrec_core.models.base import FitOptions
 from genrec_core.models.neural import NeuralRecommender, at_least_float32
 from genrec_core.models.sasrec import SPEC, SASRecConfig
@@ -144,7 +145,8 @@ class SASRec(NeuralRecommender):
         optimizer, total, positions = optimizers["adam"], 0.0, 0
         for start in range(0, len(users), self.config.batch_size):
             rows = np.sort(users[start : start + self.config.batch_size])
-            window = torch.from_numpy(last_items(history[rows], self.config.max_length + 1)).to(self.device)
+            window = last_items(history[rows], self.config.max_length + 1)
+            window = torch.from_numpy(without_leading_padding(window, keep=2)).to(self.device)
             inputs, targets = window[:, :-1], window[:, 1:]
             with self.autocast():
                 loss, count = self._loss(inputs, targets)
@@ -177,7 +179,7 @@ class SASRec(NeuralRecommender):
         """The chunk's latest items as a [rows, max_length] index tensor (pinned on CUDA)."""
         self._check_history(history)
         check_places(history, f"{self.name}: history")
-        sequences = torch.from_numpy(last_items(history, self.config.max_length))
+        sequences = torch.from_numpy(without_leading_padding(last_items(history, self.config.max_length)))
         return sequences.pin_memory() if str(self.device).startswith("cuda") else sequences
 
     @torch.no_grad()
