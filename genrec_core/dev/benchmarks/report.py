@@ -154,13 +154,18 @@ def nightly_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
     for name, record in _by_bench(records, "nightly"):
         result = record["result"]
         log, k = result["log"], result["k"]
+        chain = "first-order chain" in log.get("generator", "")
         lines += [
             f"**{log['users']:,} users × {log['items']:,} items × {log['events']:,} events, {log['days']} days, "
-            f"k = {k}, settings: {result['settings']}** ({_provenance(record, name)})",
+            f"k = {k}, settings: {result['settings']}"
+            + (", a first-order chain: R = hit rate of each user's next item" if chain else "")
+            + f"** ({_provenance(record, name)})",
             "",
         ]
-        header = ["night", "mode", "served", f"R@{k} / best", f"N@{k} / best", "mass / best", "EASE R / best"]
-        header += ["popularity R / best", "wall s", "extract s", "train s", "evaluate s", "score s", "publish s"]
+        references = ["ease", "popularity", *(["transitions"] if chain else [])]
+        header = ["night", "mode", "served", f"R@{k} / best", f"N@{k} / best", "mass / best"]
+        header += [f"{'EASE' if r == 'ease' else r} R / best" for r in references]
+        header += ["wall s", "extract s", "train s", "evaluate s", "score s", "publish s"]
         rows = []
         for night in result["nights"]:
             stages = night["stage_seconds"]
@@ -173,8 +178,7 @@ def nightly_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
                     _fmt(night["published"][f"recall@{k}_ratio"], 3),
                     _fmt(night["published"][f"ndcg@{k}_ratio"], 3),
                     _fmt(night["published"]["captured_mass_ratio"], 3),
-                    _fmt(night["ease"][f"recall@{k}_ratio"], 3),
-                    _fmt(night["popularity"][f"recall@{k}_ratio"], 3),
+                    *(_fmt(night[r][f"recall@{k}_ratio"], 3) for r in references),
                     _fmt(night["wall_seconds"], 1),
                     *(_fmt(stages.get(stage), 1) for stage in ("extract", "train", "evaluate", "score")),
                     _fmt(publish, 1),
