@@ -145,8 +145,8 @@ class SASRec(NeuralRecommender):
         optimizer, total, positions = optimizers["adam"], 0.0, 0
         for start in range(0, len(users), self.config.batch_size):
             rows = np.sort(users[start : start + self.config.batch_size])
-            window = last_items(history[rows], self.config.max_length + 1)
-            window = torch.from_numpy(without_leading_padding(window, keep=2)).to(self.device)
+            latest = without_leading_padding(last_items(history[rows], self.config.max_length + 1), keep=2)
+            window = torch.from_numpy(latest).to(self.device)
             inputs, targets = window[:, :-1], window[:, 1:]
             with self.autocast():
                 loss, count = self._loss(inputs, targets)
