@@ -239,13 +239,27 @@ def _rows(spec: PlantedSpec, day: dt.date, users: np.ndarray, items: np.ndarray,
     ts = np.datetime64(day.isoformat(), "us") + rng.integers(0, 86_400_000_000, size=len(users)).astype(
         "timedelta64[us]"
     )
-    dup = np.flatnonzero(rng.random(len(users)) < spec.duplicate_share)
+    return event_table(spec.users, spec.items, users, items, etype, ts, spec.duplicate_share, rng)
+
+
+def event_table(
+    n_users: int,
+    n_items: int,
+    users: np.ndarray,
+    items: np.ndarray,
+    etype: np.ndarray,
+    ts: np.ndarray,
+    duplicate_share: float,
+    rng: np.random.Generator,
+) -> pa.Table:
+    """Events as raw-log rows in time order, a `duplicate_share` of them written twice (an at-least-once shipper)."""
+    dup = np.flatnonzero(rng.random(len(users)) < duplicate_share)
     u, i, e, t = (np.concatenate([a, a[dup]]) for a in (users, items, etype, ts))
     order = np.argsort(t, kind="stable")
     return pa.table(
         {
-            "user_id": pa.array(user_ids(spec.users)[u[order]], pa.string()),
-            "item_id": pa.array(item_ids(spec.items)[i[order]], pa.string()),
+            "user_id": pa.array(user_ids(n_users)[u[order]], pa.string()),
+            "item_id": pa.array(item_ids(n_items)[i[order]], pa.string()),
             "event_type": pa.array(e[order], pa.string()),
             "event_ts": pa.array(t[order], pa.timestamp("us", tz="UTC")),
             "value": pa.nulls(len(order), pa.float64()),

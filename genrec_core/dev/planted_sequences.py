@@ -26,8 +26,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from genrec_core.dev.generate import item_ids, user_ids
-from genrec_core.dev.planted import _FUNNEL
+from genrec_core.dev.planted import _FUNNEL, event_table
 
 
 @dataclass(frozen=True)
@@ -186,15 +185,4 @@ def _rows(spec: SequenceSpec, day: dt.date, users: np.ndarray, items: np.ndarray
     slot = 86_400_000_000 // np.maximum(per_user, 1)
     micros = step * slot + (rng.random(len(users)) * (slot - 1)).astype(np.int64)
     ts = np.datetime64(day.isoformat(), "us") + micros.astype("timedelta64[us]")
-    dup = np.flatnonzero(rng.random(len(users)) < spec.duplicate_share)
-    u, i, e, t = (np.concatenate([a, a[dup]]) for a in (users, items, etype, ts))
-    order = np.argsort(t, kind="stable")
-    return pa.table(
-        {
-            "user_id": pa.array(user_ids(spec.users)[u[order]], pa.string()),
-            "item_id": pa.array(item_ids(spec.items)[i[order]], pa.string()),
-            "event_type": pa.array(e[order], pa.string()),
-            "event_ts": pa.array(t[order], pa.timestamp("us", tz="UTC")),
-            "value": pa.nulls(len(order), pa.float64()),
-        }
-    )
+    return event_table(spec.users, spec.items, users, items, etype, ts, spec.duplicate_share, rng)
