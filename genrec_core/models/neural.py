@@ -35,6 +35,8 @@ from torch import nn
 
 from genrec_core.data.interactions import Interactions
 from genrec_core.models.base import FitOptions, Recommender, Validation
+from genrec_core.models.sampled_softmax import ItemSampler
+from genrec_core.models.spec import SampledSoftmaxConfig
 from genrec_core.models.torch_utils import binary_rows_tensor, csr_rows_to_dense, normalized_binary_rows
 
 log = logging.getLogger(__name__)
@@ -70,11 +72,6 @@ def grow_state(old: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> 
     return grown
 
 
-def at_least_float32(t: torch.Tensor) -> torch.Tensor:
-    """Losses are computed in float32 or wider, whatever precision autocast ran the forward pass in."""
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
-
 class SparseInputNet(nn.Module):
     """A network whose scores for a chunk can be computed from a sparse input."""
 
@@ -90,6 +87,11 @@ class SparseInputNet(nn.Module):
         if cache.get("key") != key:
             cache.update(key=key, value=weight.detach().t().contiguous())
         return torch.sparse.mm(x, cache["value"]) + layer.bias
+
+    @staticmethod
+    def trainable_sparse_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        """`layer(x)` for a sparse `x` while training (gradients reach the weight; nothing cached)."""
+        return torch.sparse.mm(x, layer.weight.t()) + layer.bias
 
 
 class NeuralRecommender(Recommender):
@@ -109,6 +111,7 @@ class NeuralRecommender(Recommender):
         self.expert: torch.Tensor | None = None  # EASE item-item matrix of the linear expert
         self.expert_weight = 0.0
         self.expert_l2: float | None = None
+        self._sampler: ItemSampler | None = None  # the sampled softmax's proposal, while fitting with one
 
     # ---- what each model provides -------------------------------------------------------
     @abstractmethod
@@ -134,10 +137,25 @@ class NeuralRecommender(Recommender):
             return self._build(n_items).to(self.device)
 
     def batches(self, x_all: sp.csr_matrix, order: np.ndarray) -> Iterator[torch.Tensor]:
-        """Dense [batch, items] blocks of the users in `order`, built on the model's device."""
+        """[batch, items] blocks of the users in `order` on the model's device: dense, or sparse COO
+        binary rows when training with a sampled softmax (a dense block of a large catalogue does not fit)."""
         size = self.config.batch_size
         for start in range(0, len(order), size):
-            yield csr_rows_to_dense(x_all[np.sort(order[start : start + size])], self.device)
+            rows = x_all[np.sort(order[start : start + size])]
+            yield binary_rows_tensor(rows, self.device) if self.sampling else csr_rows_to_dense(rows, self.device)
+
+    @property
+    def sampling(self) -> bool:
+        """Whether the fit in progress trains on a sampled softmax."""
+        return self._sampler is not None
+
+    def item_sampler(self, train: Interactions) -> ItemSampler | None:
+        """The proposal of a sampled softmax when this config and catalogue call for one, else None."""
+        config = self.config
+        if not isinstance(config, SampledSoftmaxConfig) or not config.samples_softmax(train.n_items):
+            return None
+        counts = np.bincount(train.binary().indices, minlength=train.n_items)
+        return ItemSampler(counts, config.proposal, self.device)
 
     def optimise(
         self,
@@ -167,6 +185,15 @@ class NeuralRecommender(Recommender):
         return contextlib.nullcontext()
 
     def _fit(self, train: Interactions, options: FitOptions) -> None:
+        self._sampler = self.item_sampler(train)
+        if self._sampler is not None:
+            log.info("%s trains on a sampled softmax (%d items)", self.name, train.n_items)
+        try:
+            self._fit_network(train, options)
+        finally:
+            self._sampler = None
+
+    def _fit_network(self, train: Interactions, options: FitOptions) -> None:
         x_all = train.binary()
         rows = train.users_with_history()
         self.net = self.initial_network(train.n_items, options.seed, train.n_users)

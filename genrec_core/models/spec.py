@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from genrec_core.models.base import Recommender
 
 SearchSpace = Callable[["optuna.trial.BaseTrial"], dict[str, Any]]
+Proposal = Literal["popularity", "uniform"]  # what a sampled softmax draws its items from
 
 
 class ModelConfig(BaseModel):
@@ -44,6 +45,23 @@ class LinearExpertConfig(ModelConfig):
     expert_weight: float | None = Field(
         None, ge=0.0, description="the expert's weight; None = chosen on validation (else 10)"
     )
+
+
+class SampledSoftmaxConfig(ModelConfig):
+    """When a model's decoder trains on a sampled softmax instead of the full one
+    (genrec_core/models/sampled_softmax.py); validation and the lists stay exact over every item."""
+
+    sampled_softmax_above: int = Field(
+        50_000,
+        ge=0,
+        description="train with the sampled softmax when the catalogue has more items than this (0: always); "
+        "the full softmax at or below it",
+    )
+    negatives: int = Field(2048, ge=1, description="items drawn per update for the sampled softmax")
+    proposal: Proposal = Field("popularity", description="what the items are drawn from: popularity or uniform")
+
+    def samples_softmax(self, n_items: int) -> bool:
+        return n_items > self.sampled_softmax_above
 
 
 ItemLimit = tuple[int, str]  # the most items a config can train on, and the setting that says so

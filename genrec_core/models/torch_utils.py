@@ -16,6 +16,11 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in float32 or wider, whatever precision autocast ran the forward pass in."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def _sparse_tensor(matrix: sp.csr_matrix, values: np.ndarray) -> torch.Tensor:
     """Sparse COO tensor with `matrix`'s pattern and the given values (one per stored entry, in CSR order)."""
     coo = sp.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape).tocoo()
@@ -48,3 +53,17 @@ def binary_rows_tensor(matrix: sp.csr_matrix, device: str) -> torch.Tensor:
     """Sparse COO tensor of the rows with every stored positive entry set to 1."""
     binary = _binary_pattern(matrix)
     return _sparse_tensor(binary, np.ones(binary.nnz, dtype=np.float32)).coalesce().to(device)
+
+
+def sparse_normalize_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """`F.dropout(F.normalize(x, dim=1), p)` for a sparse COO batch of binary rows, staying sparse."""
+    x = x.coalesce()
+    rows = x.indices()[0]
+    counts = torch.bincount(rows, minlength=x.shape[0]).clamp(min=1)
+    values = torch.nn.functional.dropout(counts[rows].float().rsqrt(), p=p, training=training)
+    return torch.sparse_coo_tensor(x.indices(), values, x.shape, check_invariants=False)
+
+
+def row_sums(x: torch.Tensor) -> torch.Tensor:
+    """Each row's sum of a dense or sparse COO [rows, items] tensor, as a dense vector."""
+    return torch.sparse.sum(x, dim=1).to_dense() if x.is_sparse else x.sum(dim=1)

@@ -54,6 +54,14 @@ class TestMultVAE(NeuralContract):
         )
 
 
+class TestMultVAESampledSoftmax(NeuralContract):
+    """Trained on the sampled softmax (threshold 0: always); lists still over every item."""
+
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return TestMultVAE.make_model(sampled_softmax_above=0, negatives=8, **overrides)
+
+
 SMALL_REC_VAE = {
     "hidden_dim": 32,
     "latent_dim": 8,
@@ -83,6 +91,12 @@ class TestRecVAE(NeuralContract):
             + 0.3 * normal(0.0, float(np.exp(5.0))).log_prob(z).exp()
         )
         torch.testing.assert_close(net.log_prior(x, z), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+class TestRecVAESampledSoftmax(NeuralContract):
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        return RecVAE(RecVAEConfig(**{**SMALL_REC_VAE, "sampled_softmax_above": 0, "negatives": 8, **overrides}))
 
 
 class LinearExpertChecks:

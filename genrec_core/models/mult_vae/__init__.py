@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from genrec_core.models.spec import LinearExpertConfig, ModelSpec, expert_item_limit
+from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig, expert_item_limit
 
 if TYPE_CHECKING:
     import optuna
 
 
-class MultVAEConfig(LinearExpertConfig):
+class MultVAEConfig(LinearExpertConfig, SampledSoftmaxConfig):
     """Mult-VAE hyperparameters; defaults follow the paper."""
 
     hidden_dim: int = Field(600, ge=1)

@@ -15,7 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from genrec_core.models.mult_vae import SPEC, MultVAEConfig
-from genrec_core.models.neural import NeuralRecommender, SparseInputNet, at_least_float32
+from genrec_core.models.neural import NeuralRecommender, SparseInputNet
+from genrec_core.models.sampled_softmax import multinomial_nll
+from genrec_core.models.torch_utils import at_least_float32, sparse_normalize_dropout
 
 
 class MultVAENet(SparseInputNet):
@@ -34,20 +36,27 @@ class MultVAENet(SparseInputNet):
             nn.init.normal_(layer.bias, std=0.001)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.tanh(self.encoder(self.drop(F.normalize(x, dim=1))))
-        mu, logvar = self.to_params(h).chunk(2, dim=1)
+        """(mu, logvar) of q(z|x) for a dense or sparse COO batch of binary rows."""
+        if x.is_sparse:
+            first = self.trainable_sparse_linear(sparse_normalize_dropout(x, self.drop.p, self.training), self.encoder)
+        else:
+            first = self.encoder(self.drop(F.normalize(x, dim=1)))
+        mu, logvar = self.to_params(torch.tanh(first)).chunk(2, dim=1)
         return mu, logvar
 
+    def decoder_state(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's last hidden layer: the logits are `decoder_out` of it."""
+        return torch.tanh(self.decoder_hidden(z))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder_out(torch.tanh(self.decoder_hidden(z)))
+        return self.decoder_out(self.decoder_state(z))
+
+    def sample_z(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)
-        if self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        else:
-            z = mu
-        return self.decode(z), mu, logvar
+        return self.decode(self.sample_z(mu, logvar)), mu, logvar
 
     def score_sparse(self, x: torch.Tensor) -> torch.Tensor:
         """Logits from the mean of q(z|x); `x` is the normalised history, sparse (a history has tens of
@@ -61,10 +70,15 @@ def mult_vae_loss(
     logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, negative log-likelihood, KL), each averaged over the batch's users."""
-    logits, mu, logvar = at_least_float32(logits), at_least_float32(mu), at_least_float32(logvar)
-    neg_ll = -(F.log_softmax(logits, dim=1) * x).sum(dim=1).mean()
-    kl = (0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1.0)).sum(dim=1).mean()
+    neg_ll = -(F.log_softmax(at_least_float32(logits), dim=1) * x).sum(dim=1).mean()
+    kl = gaussian_kl(mu, logvar)
     return neg_ll + beta * kl, neg_ll, kl
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), averaged over the batch's users."""
+    mu, logvar = at_least_float32(mu), at_least_float32(logvar)
+    return (0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1.0)).sum(dim=1).mean()
 
 
 class MultVAE(NeuralRecommender):
@@ -89,12 +103,18 @@ class MultVAE(NeuralRecommender):
     def _train_epoch(
         self, x_all: sp.csr_matrix, order: np.ndarray, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, float]:
-        assert self.net is not None
+        assert isinstance(self.net, MultVAENet)
         net = self.net
 
         def loss_of(batch: torch.Tensor) -> torch.Tensor:
-            logits, mu, logvar = net(batch)
-            return mult_vae_loss(logits, batch, mu, logvar, self.beta())[0]
+            if self._sampler is None:
+                logits, mu, logvar = net(batch)
+                return mult_vae_loss(logits, batch, mu, logvar, self.beta())[0]
+            mu, logvar = net.encode(batch)
+            state = net.decoder_state(net.sample_z(mu, logvar))
+            out = net.decoder_out
+            neg_ll = multinomial_nll(state, out.weight, out.bias, batch, self._sampler, self.config.negatives)
+            return neg_ll + self.beta() * gaussian_kl(mu, logvar)
 
         loss = self.optimise(x_all, order, optimizers["adam"], loss_of)
         return {"loss": loss, "beta": self.beta()}

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from genrec_core.models.spec import LinearExpertConfig, ModelSpec, expert_item_limit
+from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig, expert_item_limit
 
 if TYPE_CHECKING:
     import optuna
 
 
-class RecVAEConfig(LinearExpertConfig):
+class RecVAEConfig(LinearExpertConfig, SampledSoftmaxConfig):
     """RecVAE hyperparameters; defaults follow the authors' code except `encoder_passes` (see the README's
     defaults table: one encoder pass per epoch measured as good or better at a third of the time)."""
 

@@ -21,8 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genrec_core.models.neural import NeuralRecommender, SparseInputNet, at_least_float32
+from genrec_core.models.neural import NeuralRecommender, SparseInputNet
 from genrec_core.models.rec_vae import SPEC, RecVAEConfig
+from genrec_core.models.sampled_softmax import ItemSampler, multinomial_nll
+from genrec_core.models.torch_utils import at_least_float32, row_sums, sparse_normalize_dropout
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _WIDE_LOGVAR = 10.0
@@ -54,8 +56,12 @@ class RecVAEEncoder(nn.Module):
         return self.mu(h), self.logvar(h)
 
     def forward(self, x: torch.Tensor, dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.dropout(F.normalize(x, dim=1), p=dropout, training=self.training)
-        return self.forward_from_first(self.layers[0](x))
+        """(mu, logvar) for a dense or sparse COO batch of binary rows."""
+        first = cast(nn.Linear, self.layers[0])
+        if x.is_sparse:
+            sparse = sparse_normalize_dropout(x, dropout, self.training)
+            return self.forward_from_first(SparseInputNet.trainable_sparse_linear(sparse, first))
+        return self.forward_from_first(first(F.dropout(F.normalize(x, dim=1), p=dropout, training=self.training)))
 
 
 class RecVAENet(SparseInputNet):
@@ -92,14 +98,19 @@ class RecVAENet(SparseInputNet):
         )
         return torch.logsumexp(parts + self.log_prior_weights, dim=-1)
 
-    def loss(self, x: torch.Tensor, dropout: float, gamma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(negative ELBO, negative log-likelihood, weighted KL), averaged over the batch's users."""
+    def loss(
+        self, x: torch.Tensor, dropout: float, gamma: float, sampled: tuple[ItemSampler, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(negative ELBO, negative log-likelihood, weighted KL), averaged over the batch's users.
+        `sampled` (a sparse `x`): the likelihood's softmax from the sampler and that many drawn items."""
         mu, logvar = self.encoder(x, dropout)
         mu, logvar = at_least_float32(mu), at_least_float32(logvar)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        logits = at_least_float32(self.decoder(z))
-        neg_ll = -(F.log_softmax(logits, dim=1) * x).sum(dim=1).mean()
-        kl_weight = gamma * x.sum(dim=1)
+        if sampled is None:
+            neg_ll = -(F.log_softmax(at_least_float32(self.decoder(z)), dim=1) * x).sum(dim=1).mean()
+        else:
+            neg_ll = multinomial_nll(z, self.decoder.weight, self.decoder.bias, x, *sampled)
+        kl_weight = gamma * row_sums(x)
         kl = ((log_normal_pdf(z, mu, logvar) - self.log_prior(x, z)).sum(dim=1) * kl_weight).mean()
         return neg_ll + kl, neg_ll, kl
 
@@ -131,16 +142,20 @@ class RecVAE(NeuralRecommender):
         net, c = self.net, self.config
         rng = np.random.default_rng(self._step)  # reshuffle between passes, reproducibly
         encoder_loss = decoder_loss = 0.0
+        sampled = None if self._sampler is None else (self._sampler, c.negatives)
         for _ in range(c.encoder_passes):
             encoder_loss = self.optimise(
                 x_all,
                 rng.permutation(order),
                 optimizers["encoder"],
-                lambda batch: net.loss(batch, c.dropout, c.gamma)[0],
+                lambda batch: net.loss(batch, c.dropout, c.gamma, sampled)[0],
             )
         net.update_prior()
         for _ in range(c.decoder_passes):
             decoder_loss = self.optimise(
-                x_all, rng.permutation(order), optimizers["decoder"], lambda batch: net.loss(batch, 0.0, c.gamma)[0]
+                x_all,
+                rng.permutation(order),
+                optimizers["decoder"],
+                lambda batch: net.loss(batch, 0.0, c.gamma, sampled)[0],
             )
         return {"encoder_loss": encoder_loss, "decoder_loss": decoder_loss}

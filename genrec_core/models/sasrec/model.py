@@ -26,8 +26,10 @@ from torch.nn import functional as F
 from genrec_core.data.interactions import Interactions
 from genrec_core.data.sequences import PAD, check_places, last_items, without_leading_padding
 from genrec_core.models.base import FitOptions
-from genrec_core.models.neural import NeuralRecommender, at_least_float32
+from genrec_core.models.neural import NeuralRecommender
+from genrec_core.models.sampled_softmax import ItemSampler, next_item_loss
 from genrec_core.models.sasrec import SPEC, SASRecConfig
+from genrec_core.models.torch_utils import at_least_float32
 
 
 class CausalBlock(nn.Module):
@@ -110,7 +112,6 @@ class SASRec(NeuralRecommender):
     def __init__(self, config: SASRecConfig | None = None) -> None:
         super().__init__(config)
         self._train_order: sp.csr_matrix | None = None
-        self._log_q: torch.Tensor | None = None  # log popularity of the training items (sampled softmax)
 
     def _build(self, n_items: int) -> SASRecNet:
         return SASRecNet(n_items, self.config)
@@ -128,12 +129,17 @@ class SASRec(NeuralRecommender):
         order = train.ordered()
         check_places(order, f"{self.name}: training history")
         self._train_order = order
-        counts = np.bincount(order.indices, minlength=train.n_items).astype(np.float64) + 1.0
-        self._log_q = torch.from_numpy(np.log(counts / counts.sum())).float().to(self.device)
         try:
             super()._fit(train, options)
         finally:
-            self._train_order, self._log_q = None, None
+            self._train_order = None
+
+    def item_sampler(self, train: Interactions) -> ItemSampler | None:
+        if self.config.loss != "sampled_softmax":
+            return None
+        return ItemSampler(
+            np.bincount(train.ordered().indices, minlength=train.n_items), self.config.proposal, self.device
+        )
 
     def _train_epoch(
         self, x_all: sp.csr_matrix, order: np.ndarray, optimizers: dict[str, torch.optim.Optimizer]
@@ -167,13 +173,8 @@ class SASRec(NeuralRecommender):
         table = self.net.item_table()
         if self.config.loss == "softmax":
             return F.cross_entropy(at_least_float32(hidden @ table.T), target), len(target)
-        assert self._log_q is not None
-        drawn = torch.multinomial(self._log_q.exp(), self.config.negatives, replacement=True)
-        positive = at_least_float32((hidden * table[target]).sum(-1, keepdim=True)) - self._log_q[target, None]
-        negative = at_least_float32(hidden @ table[drawn].T) - self._log_q[drawn]
-        negative = negative.masked_fill(drawn[None, :] == target[:, None], float("-inf"))  # accidental hits
-        logits = torch.cat([positive, negative], dim=1)
-        return F.cross_entropy(logits, torch.zeros_like(target)), len(target)
+        assert self._sampler is not None
+        return next_item_loss(hidden, table, target, self._sampler, self.config.negatives), len(target)
 
     def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any:
         """The chunk's latest items as a [rows, max_length] index tensor (pinned on CUDA)."""
