@@ -24,13 +24,14 @@ lint: install
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# system-deps first (order only): scikit-sparse compiles against SuiteSparse's headers
+$(STAMP): pyproject.toml constraints.txt | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Java (for Spark), the PostgreSQL server binaries and Chromium (UI test) come from the system; as root
+# Java (for Spark), the PostgreSQL server binaries, SuiteSparse (sansa) and Chromium (UI test) come from the system; as root
 # they are installed from Debian's packages when missing, otherwise we say what to do.
 system-deps:
 	@command -v java >/dev/null 2>&1 || { \
@@ -42,6 +43,10 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	  else echo "PostgreSQL server binaries are needed: apt-get install postgresql, or set GENREC_PG_DSN" >&2; exit 1; fi; }
+	@[ -f /usr/include/suitesparse/cholmod.h ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsuitesparse-dev >/dev/null; \
+	  else echo "SuiteSparse's headers are needed to build scikit-sparse (sansa): apt-get install libsuitesparse-dev" >&2; exit 1; fi; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \

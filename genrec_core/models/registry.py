@@ -22,6 +22,7 @@ MODEL_PACKAGES: list[str] = [
     "genrec_core.models.cfgan",
     "genrec_core.models.sasrec",
     "genrec_core.models.ease",
+    "genrec_core.models.sansa",
     "genrec_core.models.item_knn",
     "genrec_core.models.transitions",
     "genrec_core.models.popularity",

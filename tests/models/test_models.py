@@ -20,6 +20,8 @@ from genrec_core.models.mult_vae.model import MultVAE, mult_vae_loss
 from genrec_core.models.popularity.model import Popularity
 from genrec_core.models.rec_vae import RecVAEConfig
 from genrec_core.models.rec_vae.model import RecVAE
+from genrec_core.models.sansa import SANSAConfig
+from genrec_core.models.sansa.model import SANSA
 from tests.model_contract import OPTIONS, ModelContract, NeuralContract, everyone
 from tests.support import two_block_interactions
 
@@ -275,6 +277,37 @@ class TestEASE(ModelContract):
     def test_refuses_a_catalogue_too_large(self, data):
         with pytest.raises(ValueError, match="max_items"):
             EASE(EASEConfig(max_items=5)).fit(data, OPTIONS)
+
+
+class TestSANSA(ModelContract):
+    @classmethod
+    def make_model(cls) -> Recommender:
+        return SANSA(SANSAConfig(l2=10.0, weights_per_item=6))
+
+    def test_with_every_weight_kept_it_is_ease(self, data):
+        """At density 1 nothing is pruned: the factors multiply to EASE's closed form."""
+        sansa = SANSA(SANSAConfig(l2=10.0, weights_per_item=data.n_items)).fit(data, OPTIONS)
+        ease = EASE(EASEConfig(l2=10.0)).fit(data, OPTIONS)
+        w1, w2 = sansa.factors
+        np.testing.assert_allclose((w1 @ w2).toarray() + np.eye(data.n_items), ease.weights.numpy(), atol=2e-3)
+        np.testing.assert_allclose(sansa.score(data.matrix).numpy(), ease.score(data.matrix).numpy(), atol=5e-3)
+
+    def test_the_factors_keep_about_weights_per_item_each(self, data):
+        model = SANSA(SANSAConfig(l2=10.0, weights_per_item=4)).fit(data, OPTIONS)
+        assert model.stored_weights <= 2 * 4 * data.n_items * 1.1
+        assert model.stored_weights < 2 * data.n_items**2 / 2
+
+    def test_importing_sansa_leaves_the_root_logger_alone(self):
+        import logging
+        import subprocess
+        import sys
+
+        code = (
+            "import logging; from genrec_core.models.sansa.model import _import_sansa; _import_sansa(); "
+            "print(len(logging.getLogger().handlers), logging.getLogger().level)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.split() == ["0", str(logging.WARNING)]
 
 
 class TestItemKNN(ModelContract):

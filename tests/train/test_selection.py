@@ -137,10 +137,12 @@ def test_candidates_over_their_item_limit_are_left_out_naming_the_setting(tmp_pa
         "ease": "80 items exceed ease.max_items=50 (an items x items matrix)",
         "mult_vae+ease": "80 items exceed mult_vae.expert_max_items=60 (an items x items matrix)",
     }
-    names = ["item_knn", "transitions", "popularity", "mult_vae", "rec_vae", "sasrec", "rec_vae+ease"]
+    # SANSA, EASE's weights as sparse factors, has no item limit: above ease.max_items it is the linear candidate
+    names = ["sansa", "item_knn", "transitions", "popularity", "mult_vae", "rec_vae", "sasrec", "rec_vae+ease"]
     assert [c.name for c in pool] == names
-    assert [c.name for c in candidates(settings, n_items=50)[0]][:4] == [
+    assert [c.name for c in candidates(settings, n_items=50)[0]][:5] == [
         "ease",
+        "sansa",
         "item_knn",
         "transitions",
         "popularity",

@@ -1,0 +1,52 @@
+"""SANSA (Spisak, Bartyzal, Hoskovec, Peska, Tuma, RecSys 2023): its settings section and self-description.
+
+EASE's item-item weights from a sparse approximate inverse of the Gram matrix (a sparse LDL^T
+factorisation, then a sparse approximate inverse of L), so the weights are two sparse
+items x items factors with about `weights_per_item` entries per item each, never items^2.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from genrec_core.models.spec import ModelConfig, ModelSpec
+
+if TYPE_CHECKING:
+    import optuna
+
+
+class SANSAConfig(ModelConfig):
+    """SANSA's settings: EASE's L2 and how sparse the factors are."""
+
+    l2: float = Field(500.0, gt=0.0, description="L2 penalty on the weights (EASE's l2)")
+    weights_per_item: int = Field(
+        200,
+        ge=1,
+        description="stored weights per item in each factor: density = weights_per_item / items (at most 1)",
+    )
+    factorizer: Literal["cholmod", "icf"] = Field(
+        "cholmod",
+        description="cholmod: exact sparse LDL^T of the Gram matrix, then pruned; icf: incomplete factorisation "
+        "(less memory at very low densities)",
+    )
+    scans: int = Field(1, ge=0, description="sweeps of the approximate inverse of L (the UMR inverter)")
+    finetune_steps: int = Field(5, ge=0, description="finishing steps of the approximate inverse")
+
+    def density(self, n_items: int) -> float:
+        return min(1.0, self.weights_per_item / max(n_items, 1))
+
+
+def search_space(t: optuna.trial.BaseTrial) -> dict[str, Any]:
+    return {"l2": t.suggest_float("l2", 10.0, 5000.0, log=True)}
+
+
+SPEC = ModelSpec(
+    name="sansa",
+    implementation="genrec_core.models.sansa.model:SANSA",
+    config_class=SANSAConfig,
+    search_space=search_space,
+    baseline=True,
+    summary="SANSA: EASE's weights as two sparse factors; no items^2 matrix, so no item limit",
+)

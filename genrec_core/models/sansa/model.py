@@ -1,0 +1,129 @@
+"""SANSA through the `sansa` package (RecSys 2023's authors' implementation).
+
+Scores = (X W1) W2 + X with X the binary history rows and W1, W2 the two sparse factors sansa returns:
+W1 W2 approximates -P diagMat(1 / diag(P)) with P the inverse of X^T X + l2 I, which is EASE's B - I.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from genrec_core.data.interactions import Interactions
+from genrec_core.models.base import FitOptions, Recommender
+from genrec_core.models.sansa import SPEC, SANSAConfig
+
+_FACTORS = ("w1", "w2")
+_PARTS = ("indptr", "indices", "data")
+
+
+class SANSA(Recommender):
+    spec = SPEC
+
+    def __init__(self, config: SANSAConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SANSAConfig()
+        self.factors: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
+
+    def _fit(self, train: Interactions, options: FitOptions) -> None:
+        sansa = _import_sansa()
+        c = self.config
+        factorizer = (
+            sansa.CHOLMODGramianFactorizerConfig() if c.factorizer == "cholmod" else sansa.ICFGramianFactorizerConfig()
+        )
+        model = sansa.SANSA(
+            sansa.SANSAConfig(
+                l2=c.l2,
+                weight_matrix_density=c.density(train.n_items),
+                gramian_factorizer_config=factorizer,
+                lower_triangle_inverter_config=sansa.UMRUnitLowerTriangleInverterConfig(
+                    scans=c.scans, finetune_steps=c.finetune_steps
+                ),
+            )
+        )
+        with _level("sansa", logging.WARNING), _objects_frozen():
+            model.fit(train.binary().astype(np.float32))
+        w1, w2 = model.weights
+        self.factors = (sp.csr_matrix(w1, dtype=np.float32), sp.csr_matrix(w2, dtype=np.float32))
+
+    @torch.no_grad()
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
+        self._check_history(history)
+        assert self.factors is not None
+        x = history.copy()
+        x.data = np.ones_like(x.data, dtype=np.float32)
+        x.eliminate_zeros()
+        w1, w2 = self.factors
+        x = x.astype(np.float32)
+        scores = ((x @ w1) @ w2 + x).toarray()  # W1 W2 = B - I: sansa's factors put -1 on B's zero diagonal
+        return torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).to(self.device)
+
+    @property
+    def stored_weights(self) -> int:
+        """Entries kept in the two factors together."""
+        assert self.factors is not None
+        return int(sum(f.nnz for f in self.factors))
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.model_dump()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        assert self.factors is not None
+        return {
+            f"{name}.{part}": torch.from_numpy(np.ascontiguousarray(getattr(factor, part)))
+            for name, factor in zip(_FACTORS, self.factors)
+            for part in _PARTS
+        }
+
+    def load_state(self, config: dict[str, Any], n_items: int, state: dict[str, torch.Tensor]) -> None:
+        self.config = SANSAConfig(**config)
+        self.n_items = n_items
+        w1, w2 = (
+            sp.csr_matrix(tuple(state[f"{name}.{part}"].numpy() for part in reversed(_PARTS)), shape=(n_items, n_items))
+            for name in _FACTORS
+        )
+        self.factors = (w1, w2)
+
+
+def _import_sansa() -> Any:
+    """The `sansa` module; its import calls logging.basicConfig(INFO), which must not configure our root logger."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler() if not root.handlers else None
+    if placeholder is not None:
+        root.addHandler(placeholder)  # basicConfig leaves a root logger that has a handler alone
+    try:
+        import sansa
+    finally:
+        if placeholder is not None:
+            root.removeHandler(placeholder)
+    return sansa
+
+
+@contextlib.contextmanager
+def _objects_frozen() -> Iterator[None]:
+    """sansa calls gc.collect() between steps; in a process holding torch, Spark and Airflow objects each call
+    took over a second. Frozen objects are left out of collections, so the fit's own garbage is what is scanned."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _level(name: str, level: int) -> Iterator[None]:
+    """The logger `name` at `level` for a while (sansa logs every step of a fit at INFO)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
