@@ -279,6 +279,21 @@ class TestEASE(ModelContract):
             EASE(EASEConfig(max_items=5)).fit(data, OPTIONS)
 
 
+def test_item_knn_in_small_blocks_and_scored_sparse_equals_the_one_block_dense_path(monkeypatch):
+    """The memory bounds change how the work is cut, never the result."""
+    import genrec_core.models.item_knn.model as knn
+
+    data = two_block_interactions()
+    one_block = ItemKNN(ItemKNNConfig(neighbors=5, shrink=1.0)).fit(data, OPTIONS)
+    dense_scores = one_block.score(data.matrix)
+    monkeypatch.setattr(knn, "BLOCK_BYTES", 8 * data.n_items * 5)  # 5 columns per block
+    monkeypatch.setattr(knn, "DENSE_SIMILARITY_BYTES", 0)
+    assert knn.block_columns(data.n_items) == 5
+    blocked = ItemKNN(ItemKNNConfig(neighbors=5, shrink=1.0)).fit(data, OPTIONS)
+    assert (blocked.similarity != one_block.similarity).nnz == 0
+    torch.testing.assert_close(blocked.score(data.matrix), dense_scores)
+
+
 class TestSANSA(ModelContract):
     @classmethod
     def make_model(cls) -> Recommender:

@@ -16,7 +16,15 @@ from genrec_core.models.base import FitOptions, Recommender
 from genrec_core.models.item_knn import SPEC, ItemKNNConfig
 from genrec_core.models.torch_utils import binary_rows_tensor
 
-_BLOCK = 2048  # similarity columns computed at a time: memory is items x block
+# Memory bounds: the fit computes co-occurrences for a block of columns at a time ([items, block] float64),
+# and scoring multiplies by a dense copy of the similarity only while it is this small (else a sparse product).
+BLOCK_BYTES = 256 << 20
+DENSE_SIMILARITY_BYTES = 1 << 30
+
+
+def block_columns(n_items: int) -> int:
+    """Similarity columns per block of the fit, so that a block stays within BLOCK_BYTES."""
+    return max(1, min(n_items, BLOCK_BYTES // (8 * max(n_items, 1))))
 
 
 class ItemKNN(Recommender):
@@ -35,8 +43,9 @@ class ItemKNN(Recommender):
         keep = min(self.config.neighbors, max(n - 1, 1))
         rows, cols, vals = [], [], []
         xt = x.T.tocsr()
-        for start in range(0, n, _BLOCK):
-            block = np.arange(start, min(start + _BLOCK, n))
+        step = block_columns(n)
+        for start in range(0, n, step):
+            block = np.arange(start, min(start + step, n))
             co = (xt @ x[:, block]).toarray()  # [items, block]
             sim = co / (norms[:, None] * norms[None, block] + self.config.shrink + 1e-12)
             sim[block, np.arange(len(block))] = 0.0
@@ -64,7 +73,14 @@ class ItemKNN(Recommender):
     @torch.no_grad()
     def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
         self._check_history(history)
-        return torch.sparse.mm(binary_rows_tensor(history, self.device), self._dense_similarity())
+        if 4 * self.n_items**2 <= DENSE_SIMILARITY_BYTES:
+            return torch.sparse.mm(binary_rows_tensor(history, self.device), self._dense_similarity())
+        assert self.similarity is not None  # a large catalogue: the product stays sparse until the chunk's scores
+        binary = sp.csr_matrix(history, dtype=np.float32, copy=True)
+        binary.eliminate_zeros()
+        binary.data[:] = 1.0
+        scores = (binary @ self.similarity).toarray()
+        return torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).to(self.device)
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump()

@@ -57,11 +57,10 @@ class SANSA(Recommender):
     def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
         self._check_history(history)
         assert self.factors is not None
-        x = history.copy()
-        x.data = np.ones_like(x.data, dtype=np.float32)
+        x = sp.csr_matrix(history, dtype=np.float32, copy=True)
         x.eliminate_zeros()
+        x.data[:] = 1.0
         w1, w2 = self.factors
-        x = x.astype(np.float32)
         scores = ((x @ w1) @ w2 + x).toarray()  # W1 W2 = B - I: sansa's factors put -1 on B's zero diagonal
         return torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).to(self.device)
 
