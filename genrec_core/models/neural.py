@@ -6,8 +6,9 @@ The linear expert (config `linear_expert`) makes the model a product of experts:
 network's multinomial p(i | u) times exp(w * s(u, i)), where s is EASE's item-item score
 (Steck 2019) fitted in closed form on the same training matrix; lists rank by
 log p(i | u) + w * s(u, i). The network is trained exactly as without it; EASE's L2 and
-the weight w are chosen on the validation set when one is given. It needs the items^2
-EASE matrix, so it is for catalogues up to `ease.max_items`.
+the weight w are chosen on the validation set when one is given. EASE's matrix is
+items^2, so above `expert_max_items` items the expert is SANSA (EASE's weights as two
+sparse factors, genrec_core/models/sansa) instead.
 
 A subclass provides the network (`_build`), its optimizers and one epoch of updates;
 the network itself (an `nn.Module` with `score_sparse`) knows nothing about training.
@@ -46,6 +47,7 @@ EXPERT_L2_GRID = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
 EXPERT_WEIGHT_GRID = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
 DEFAULT_EXPERT_L2, DEFAULT_EXPERT_WEIGHT = 500.0, 10.0
 _EXPERT_KEYS = ("expert.item_item", "expert.weight", "expert.l2")
+_SANSA_EXPERT = "expert.sansa."  # prefix of a SANSA expert's factors in the state
 
 
 def grow_state(old: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -108,7 +110,7 @@ class NeuralRecommender(Recommender):
         self._step = 0  # updates so far (annealing schedules read it)
         self._seed, self._epoch = 0, 0  # the fit's seed and the epoch in progress (per-epoch sampling reads them)
         self.n_users_trained = 0  # users in the vocabulary the network was fitted on
-        self.expert: torch.Tensor | None = None  # EASE item-item matrix of the linear expert
+        self.expert: Recommender | None = None  # the linear expert: EASE, or SANSA above expert_max_items
         self.expert_weight = 0.0
         self.expert_l2: float | None = None
         self._sampler: ItemSampler | None = None  # the sampled softmax's proposal, while fitting with one
@@ -256,24 +258,22 @@ class NeuralRecommender(Recommender):
             self._fit_expert(train, options)
 
     def _wants_expert(self, n_items: int) -> bool:
-        """`linear_expert` on: yes (refused above `expert_max_items`); None: when the catalogue fits; off: no."""
-        switch = getattr(self.config, "linear_expert", False)
-        if switch is None:
-            fits = n_items <= self.config.expert_max_items
-            if not fits:
-                log.info("%s: no linear expert for %d items (above expert_max_items)", self.name, n_items)
-            return fits
-        if switch and n_items > self.config.expert_max_items:
-            raise ValueError(
-                f"{self.name}: {n_items} items exceed {self.name}.expert_max_items={self.config.expert_max_items} "
-                "(the linear expert is an items x items matrix); set linear_expert to None or false"
-            )
-        return bool(switch)
+        """`linear_expert` None or true: on; false: off."""
+        return getattr(self.config, "linear_expert", False) is not False
 
-    def _fit_expert(self, train: Interactions, options: FitOptions) -> None:
+    def _linear_model(self, n_items: int, l2: float) -> Recommender:
+        """The untrained expert for `n_items` items: EASE up to `expert_max_items`, SANSA above (no items^2)."""
         from genrec_core.models.ease import EASEConfig
         from genrec_core.models.ease.model import EASE
+        from genrec_core.models.sansa import SANSAConfig
+        from genrec_core.models.sansa.model import SANSA
 
+        if n_items <= self.config.expert_max_items:
+            return EASE(EASEConfig(l2=l2, max_items=max(n_items, 1)))
+        log.info("%s: the linear expert is SANSA (%d items, above expert_max_items)", self.name, n_items)
+        return SANSA(SANSAConfig(l2=l2))
+
+    def _fit_expert(self, train: Interactions, options: FitOptions) -> None:
         validation = options.validation
         l2_grid = (
             [self.config.expert_l2]
@@ -288,10 +288,10 @@ class NeuralRecommender(Recommender):
         best: tuple[float, float] | None = None
         expert_options = FitOptions(seed=options.seed, device=self.device, threads=options.threads)
         for l2 in l2_grid:
-            ease = EASE(EASEConfig(l2=l2)).fit(train, expert_options)
-            score = self._validation_ndcg(validation, ease) if validation is not None and len(l2_grid) > 1 else 0.0
+            linear = self._linear_model(train.n_items, l2).fit(train, expert_options)
+            score = self._validation_ndcg(validation, linear) if validation is not None and len(l2_grid) > 1 else 0.0
             if best is None or score > best[0]:
-                best, self.expert = (score, l2), ease.weights
+                best, self.expert = (score, l2), linear
         self.expert_l2 = best[1] if best is not None else None
         best_weight = (-1.0, weight_grid[0])
         for weight in weight_grid:
@@ -413,15 +413,12 @@ class NeuralRecommender(Recommender):
     def refit_expert(self, train: Interactions, options: FitOptions | None = None) -> None:
         """Refit the linear expert, with the L2 and weight already chosen, on `train` (e.g. the full
         training set once validation has done its job); the network is left as it is."""
-        from genrec_core.models.ease import EASEConfig
-        from genrec_core.models.ease.model import EASE
-
         if self.expert is None:
             raise RuntimeError(f"{self.name}: no linear expert to refit")
         if train.n_items != self.n_items:
             raise ValueError(f"{self.name}: refit on {train.n_items} items, model has {self.n_items}")
         options = options or FitOptions(device=self.device)
-        self.expert = EASE(EASEConfig(l2=self.expert_l2 or DEFAULT_EXPERT_L2)).fit(train, options).weights
+        self.expert = self._linear_model(train.n_items, self.expert_l2 or DEFAULT_EXPERT_L2).fit(train, options)
 
     def _validation_ndcg(self, validation: Validation, model: Recommender | None = None) -> float:
         from genrec_core.ranking.metrics import evaluate
@@ -459,8 +456,21 @@ class NeuralRecommender(Recommender):
         scores, x = self.network_scores(prepared)
         if self.expert is None:
             return scores
-        binary = torch.sparse_coo_tensor(x.indices(), torch.ones_like(x.values()), x.shape, check_invariants=False)
-        return torch.log_softmax(scores, dim=1) + self.expert_weight * torch.sparse.mm(binary, self.expert)
+        return torch.log_softmax(scores, dim=1) + self.expert_weight * self._expert_scores(x)
+
+    def _expert_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The expert's x B for the chunk's sparse input rows (their pattern is the history's)."""
+        from genrec_core.models.ease.model import EASE
+
+        assert self.expert is not None
+        indices = x.coalesce().indices()
+        if isinstance(self.expert, EASE):
+            ones = torch.ones(indices.shape[1], device=x.device)
+            binary = torch.sparse_coo_tensor(indices, ones, x.shape, check_invariants=False)
+            return torch.sparse.mm(binary, self.expert.weights)
+        rows, cols = indices.cpu().numpy()
+        history = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(x.shape[0], x.shape[1]))
+        return self.expert.score(history).to(x.device)
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump()
@@ -469,24 +479,44 @@ class NeuralRecommender(Recommender):
         assert self.net is not None
         state = dict(self.net.state_dict())
         if self.expert is not None:
-            state.update(
-                {
-                    _EXPERT_KEYS[0]: self.expert,
-                    _EXPERT_KEYS[1]: torch.tensor(self.expert_weight),
-                    _EXPERT_KEYS[2]: torch.tensor(self.expert_l2 or DEFAULT_EXPERT_L2),
-                }
-            )
+            expert = self.expert.state()
+            if set(expert) == {"weights"}:  # EASE, under the key genrec 0.5 wrote
+                state[_EXPERT_KEYS[0]] = expert["weights"]
+            else:
+                state.update({f"{_SANSA_EXPERT}{key}": value for key, value in expert.items()})
+            state[_EXPERT_KEYS[1]] = torch.tensor(self.expert_weight)
+            state[_EXPERT_KEYS[2]] = torch.tensor(self.expert_l2 or DEFAULT_EXPERT_L2)
         return state
+
+    def _expert_from_state(self, state: dict[str, torch.Tensor], n_items: int) -> Recommender | None:
+        """The expert saved in `state` (its entries removed from it), or None."""
+        from genrec_core.models.ease.model import EASE
+        from genrec_core.models.sansa.model import SANSA
+
+        config = {"l2": self.expert_l2 or DEFAULT_EXPERT_L2}
+        expert: Recommender
+        if _EXPERT_KEYS[0] in state:
+            expert, config["max_items"] = EASE(), max(n_items, 1)
+            saved = {"weights": state.pop(_EXPERT_KEYS[0])}
+        elif any(key.startswith(_SANSA_EXPERT) for key in state):
+            expert = SANSA()
+            saved = {
+                key.removeprefix(_SANSA_EXPERT): state.pop(key) for key in list(state) if key.startswith(_SANSA_EXPERT)
+            }
+        else:
+            return None
+        expert.device = self.device
+        expert.load_state(config, n_items, saved)
+        return expert
 
     def load_state(self, config: dict[str, Any], n_items: int, state: dict[str, torch.Tensor]) -> None:
         self.config = self.spec.parse_config(config)
         self.n_items = n_items
         state = dict(state)
-        expert = state.pop(_EXPERT_KEYS[0], None)
         weight = state.pop(_EXPERT_KEYS[1], None)
         l2 = state.pop(_EXPERT_KEYS[2], None)
         self.expert_l2 = float(l2) if l2 is not None else None
-        self.expert = expert.to(self.device) if expert is not None else None
+        self.expert = self._expert_from_state(state, n_items)
         self.expert_weight = float(weight) if weight is not None else 0.0
         self.net = self._build(n_items).to(self.device)
         self.net.load_state_dict(state)

@@ -35,11 +35,11 @@ class LinearExpertConfig(ModelConfig):
 
     linear_expert: bool | None = Field(
         None,
-        description="multiply in an EASE expert (genrec_core/models/neural.py); None: on when the catalogue has "
-        "at most expert_max_items items (it measured better on every data set we have), off above",
+        description="multiply in a linear expert (genrec_core/models/neural.py): EASE, or SANSA above "
+        "expert_max_items; None or true: on (it measured better on every data set we have), false: off",
     )
     expert_max_items: int = Field(
-        30_000, ge=1, description="the expert's items^2 matrix: refused above this (on), or left out (None)"
+        30_000, ge=1, description="the most items for EASE's items^2 matrix as the expert; SANSA's sparse factors above"
     )
     expert_l2: float | None = Field(None, gt=0.0, description="the expert's L2; None = chosen on validation (else 500)")
     expert_weight: float | None = Field(
@@ -75,15 +75,6 @@ def max_items_limit(section: str, config: ModelConfig | None) -> ItemLimit | Non
     """`item_limit` of a model whose config has `max_items` (EASE: the Gram matrix is items^2)."""
     limit = getattr(config, "max_items", None)
     return (int(limit), f"{section}.max_items") if limit is not None else None
-
-
-def expert_item_limit(section: str, config: ModelConfig | None) -> ItemLimit | None:
-    """`item_limit` of a generative model whose linear expert is switched on explicitly (None leaves the expert
-    out above the limit instead of refusing)."""
-    limit = getattr(config, "expert_max_items", None)
-    if getattr(config, "linear_expert", None) is True and limit is not None:
-        return int(limit), f"{section}.expert_max_items"
-    return None
 
 
 @dataclass(frozen=True)

@@ -133,11 +133,28 @@ class TestRecVAEWithLinearExpert(LinearExpertChecks, NeuralContract):
 
         assert model.expert_l2 in EXPERT_L2_GRID and model.expert_weight in EXPERT_WEIGHT_GRID
         half = Interactions(data.matrix[:30].tocsr(), Vocabulary(data.users.ids[:30]), data.items)
-        before = model.expert.clone()
+        before = model.expert.weights.clone()
         model.refit_expert(half)
         expected = EASE(EASEConfig(l2=model.expert_l2)).fit(half, OPTIONS).weights
-        assert not torch.equal(before, model.expert)
-        torch.testing.assert_close(model.expert, expected)
+        assert not torch.equal(before, model.expert.weights)
+        torch.testing.assert_close(model.expert.weights, expected)
+
+
+class TestRecVAEWithSANSAExpert(NeuralContract):
+    """Above `expert_max_items` the expert is SANSA: EASE's weights as sparse factors, no items^2 matrix."""
+
+    @classmethod
+    def make_model(cls, **overrides) -> Recommender:
+        settings = {"linear_expert": None, "expert_max_items": 10, "expert_l2": 10.0, "expert_weight": 3.0}
+        return RecVAE(RecVAEConfig(**{**SMALL_REC_VAE, **settings, **overrides}))
+
+    def test_scores_are_the_network_and_sansa_combined(self, fitted, data):
+        assert isinstance(fitted.expert, SANSA)
+        plain = type(fitted)(fitted.config)
+        plain.load_state(fitted.config_dict(), fitted.n_items, fitted.net.state_dict())
+        sansa = SANSA(SANSAConfig(l2=10.0)).fit(data, OPTIONS)
+        expected = torch.log_softmax(plain.score(data.matrix), dim=1) + 3.0 * sansa.score(data.matrix)
+        torch.testing.assert_close(fitted.score(data.matrix), expected, atol=1e-4, rtol=1e-4)
 
 
 SMALL_CFGAN = {

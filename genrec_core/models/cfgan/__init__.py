@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from genrec_core.models.spec import LinearExpertConfig, ModelSpec, expert_item_limit
+from genrec_core.models.spec import LinearExpertConfig, ModelSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -79,7 +79,6 @@ SPEC = ModelSpec(
     fine_tunable=True,
     iterative=True,
     search_space=search_space,
-    item_limit=expert_item_limit,
     default_candidate=False,
     not_a_default_candidate="it needs hundreds of epochs (300 on ML-100K, about 1,000 on ML-1M) to pass the "
     "closed forms' level, beyond a night's budget on 2 cores; name it in selection.candidates to try it",

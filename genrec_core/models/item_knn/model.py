@@ -73,7 +73,7 @@ class ItemKNN(Recommender):
     @torch.no_grad()
     def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
         self._check_history(history)
-        if 4 * self.n_items**2 <= DENSE_SIMILARITY_BYTES:
+        if 4 * history.shape[1] ** 2 <= DENSE_SIMILARITY_BYTES:
             return torch.sparse.mm(binary_rows_tensor(history, self.device), self._dense_similarity())
         assert self.similarity is not None  # a large catalogue: the product stays sparse until the chunk's scores
         binary = sp.csr_matrix(history, dtype=np.float32, copy=True)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig, expert_item_limit
+from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig
 
 if TYPE_CHECKING:
     import optuna
@@ -45,6 +45,5 @@ SPEC = ModelSpec(
     fine_tunable=True,
     iterative=True,
     search_space=search_space,
-    item_limit=expert_item_limit,
     summary="Mult-VAE: multinomial likelihood, KL annealing to beta_cap",
 )

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig, expert_item_limit
+from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig
 
 if TYPE_CHECKING:
     import optuna
@@ -55,6 +55,5 @@ SPEC = ModelSpec(
     fine_tunable=True,
     iterative=True,
     search_space=search_space,
-    item_limit=expert_item_limit,
     summary="RecVAE: composite prior, beta = gamma * |x|, alternating encoder/decoder updates",
 )
