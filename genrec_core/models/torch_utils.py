@@ -31,9 +31,21 @@ def _sparse_tensor(matrix: sp.csr_matrix, values: np.ndarray) -> torch.Tensor:
 
 
 def _binary_pattern(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    binary = matrix.copy()
+    binary = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
     binary.eliminate_zeros()
     return binary
+
+
+def binary_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """float32 CSR of the rows with every stored positive entry set to 1 (for products that stay in scipy)."""
+    binary = _binary_pattern(matrix)
+    binary.data[:] = 1.0
+    return binary
+
+
+def dense_scores(scores: sp.csr_matrix, device: str) -> torch.Tensor:
+    """A chunk's scores computed in scipy as a dense float32 tensor on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(scores.toarray(), dtype=np.float32)).to(device)
 
 
 def csr_rows_to_dense(matrix: sp.csr_matrix, device: str) -> torch.Tensor:

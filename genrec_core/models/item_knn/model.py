@@ -14,7 +14,7 @@ import torch
 from genrec_core.data.interactions import Interactions
 from genrec_core.models.base import FitOptions, Recommender
 from genrec_core.models.item_knn import SPEC, ItemKNNConfig
-from genrec_core.models.torch_utils import binary_rows_tensor
+from genrec_core.models.torch_utils import binary_csr, binary_rows_tensor, dense_scores
 
 # Memory bounds: the fit computes co-occurrences for a block of columns at a time ([items, block] float64),
 # and scoring multiplies by a dense copy of the similarity only while it is this small (else a sparse product).
@@ -76,11 +76,7 @@ class ItemKNN(Recommender):
         if 4 * history.shape[1] ** 2 <= DENSE_SIMILARITY_BYTES:
             return torch.sparse.mm(binary_rows_tensor(history, self.device), self._dense_similarity())
         assert self.similarity is not None  # a large catalogue: the product stays sparse until the chunk's scores
-        binary = sp.csr_matrix(history, dtype=np.float32, copy=True)
-        binary.eliminate_zeros()
-        binary.data[:] = 1.0
-        scores = (binary @ self.similarity).toarray()
-        return torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).to(self.device)
+        return dense_scores(binary_csr(history) @ self.similarity, self.device)
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump()

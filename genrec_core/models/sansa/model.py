@@ -19,6 +19,7 @@ import torch
 from genrec_core.data.interactions import Interactions
 from genrec_core.models.base import FitOptions, Recommender
 from genrec_core.models.sansa import SPEC, SANSAConfig
+from genrec_core.models.torch_utils import binary_csr, dense_scores
 
 _FACTORS = ("w1", "w2")
 _PARTS = ("indptr", "indices", "data")
@@ -57,12 +58,9 @@ class SANSA(Recommender):
     def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
         self._check_history(history)
         assert self.factors is not None
-        x = sp.csr_matrix(history, dtype=np.float32, copy=True)
-        x.eliminate_zeros()
-        x.data[:] = 1.0
+        x = binary_csr(history)
         w1, w2 = self.factors
-        scores = ((x @ w1) @ w2 + x).toarray()  # W1 W2 = B - I: sansa's factors put -1 on B's zero diagonal
-        return torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).to(self.device)
+        return dense_scores((x @ w1) @ w2 + x, self.device)  # W1 W2 = B - I: -1 on B's zero diagonal
 
     @property
     def stored_weights(self) -> int:
