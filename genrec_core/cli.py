@@ -214,6 +214,30 @@ def cmd_bench_nightly(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated item counts, got {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"item counts must be >= 1, got {value!r}")
+    return sizes
+
+
+def cmd_bench_scale(args: argparse.Namespace) -> dict[str, Any]:
+    from genrec_core.dev.benchmarks import scale_bench
+
+    return scale_bench.run(
+        args.items,
+        users=args.users,
+        events_per_user=args.events_per_user,
+        threads=args.threads,
+        epochs=args.epochs,
+        patience=args.patience,
+        models=args.models.split(",") if args.models else None,
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.dev.demo import run_demo
 
@@ -240,6 +264,12 @@ BENCH_CASES = {
     "scoring": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items",
     "extract": lambda a: f"{_count(a.users)}-users-{_count(a.items)}-items-{a.days}d",
     "quality": lambda a: a.dataset if not a.models else f"{a.dataset}-{a.models.replace(',', '_')}",
+    "scale": lambda a: (
+        f"{_count(a.users)}-users-"
+        + "-".join(_count(n) for n in a.items)
+        + "-items"
+        + (f"-{a.models.replace(',', '_').replace('/', '-')}" if a.models else "")
+    ),
     "nightly": lambda a: (
         f"{_count(a.users)}-users-{_count(a.items)}-items"
         + ("-sequences" if a.log == "sequences" else "")
@@ -353,6 +383,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bq.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bq.set_defaults(func=cmd_bench_quality)
+
+    bc = bench.add_parser(
+        "scale", help="cost and quality of every model against catalogue size, on planted logs (issue #22)"
+    )
+    bc.add_argument(
+        "--items", type=_sizes, default=[10_000, 100_000, 1_000_000], help="catalogue sizes, comma-separated"
+    )
+    bc.add_argument("--users", type=_positive, default=10_000)
+    bc.add_argument("--events-per-user", type=_positive, default=40)
+    bc.add_argument("--threads", type=_positive, default=2)
+    bc.add_argument("--epochs", type=_positive, default=30, help="the neural models' epoch cap")
+    bc.add_argument("--patience", type=_positive, default=5, help="epochs without a better validation NDCG@20")
+    bc.add_argument("--models", help="comma-separated row labels (default: all), e.g. mult_vae/full,mult_vae/sampled")
+    bc.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
+    bc.set_defaults(func=cmd_bench_scale)
 
     bn = bench.add_parser(
         "nightly", help="the default nightly path on a planted log: published lists against the best achievable"

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import gzip
 
+import numpy as np
 import pytest
 
-from genrec_core.dev.benchmarks import extract_bench, publish_bench, quality_bench, scoring_bench, table_bench
+from genrec_core.dev.benchmarks import (
+    extract_bench,
+    publish_bench,
+    quality_bench,
+    scale_bench,
+    scoring_bench,
+    table_bench,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +45,46 @@ def test_scoring_benchmark_runs():
     result = scoring_bench.run(users=3_000, items=400, chunk=500, floor_users=1_000)
     assert result["users"] == 3_000 and result["rows"] == 30_000
     assert result["pipeline_users_per_s"] > 0 and result["floor_users_per_s"] > 0
+
+
+def test_scale_data_is_deterministic_and_split_without_overlap():
+    one, two = scale_bench.draw(300, 150, 30, seed=3), scale_bench.draw(300, 150, 30, seed=3)
+    for part in ("fit", "valid", "test"):
+        assert (getattr(one, part) != getattr(two, part)).nnz == 0
+    total = one.fit.nnz + one.valid.nnz + one.test.nnz
+    assert one.fit.multiply(one.test).nnz == 0 and one.valid.multiply(one.test).nnz == 0
+    assert 0.6 < one.fit.nnz / total < 0.8 and 0.15 < one.test.nnz / total < 0.25
+    lists = scale_bench.oracle_lists(one.truth, np.arange(150), one.history, k=10)
+    assert one.history[np.repeat(np.arange(150), 10), lists.ravel()].sum() == 0  # never a seen item
+
+
+def test_scale_benchmark_runs_and_the_oracle_leads():
+    result = scale_bench.run(
+        [400],
+        users=300,
+        events_per_user=25,
+        threads=1,
+        epochs=2,
+        patience=1,
+        models=["popularity", "sansa", "ease", "mult_vae/full", "mult_vae/sampled"],
+    )
+    (case,) = result["cases"]
+    rows = {row["label"]: row for row in case["rows"]}
+    assert set(rows) == {"popularity", "sansa", "ease", "mult_vae/full", "mult_vae/sampled"}
+    assert all("error" not in row for row in rows.values()), rows
+    best = case["best_achievable"]["recall@20"]
+    assert all(0 < row["recall@20"] <= best for row in rows.values())  # nothing beats the posterior predictive
+    assert rows["mult_vae/sampled"]["sampled_softmax"] and not rows["mult_vae/full"]["sampled_softmax"]
+    assert rows["mult_vae/full"]["epochs_run"] <= 2 and rows["mult_vae/full"]["epoch_seconds"] > 0
+    assert all(row["scoring_users_per_s"] > 0 and row["peak_rss_mb"] > 0 for row in rows.values())
+    assert set(case["checks"]) == {"sampled_vs_full", "sansa_vs_ease"}
+
+
+def test_scale_rows_follow_the_catalogue_size():
+    assert {row.label for row in scale_bench.rows_for(20_000, 5)} >= {"ease", "mult_vae/full", "sansa"}
+    wide = scale_bench.rows_for(1_000_000, 5)
+    assert "ease" not in {row.label for row in wide} and "mult_vae/full" not in {row.label for row in wide}
+    assert all(row.settings.get("hidden_dim") == scale_bench.NARROW_HIDDEN for row in wide if row.model == "mult_vae")
 
 
 @pytest.mark.skipif(not (quality_bench.data_root() / "ml-100k").is_dir(), reason="shared data sets not present")

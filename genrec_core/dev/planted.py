@@ -179,10 +179,7 @@ def plant(spec: PlantedSpec, extra_days: int = 0) -> PlantedLog:
     """The truth and the events of days first_day .. end_date + `extra_days` (days after the run's window,
     for judging its lists: they come from the same process)."""
     rng = np.random.default_rng(spec.seed)
-    user_topics = rng.dirichlet(np.full(spec.topics, spec.topic_concentration), size=spec.users)
-    popularity = 1.0 / (rng.permutation(spec.items) + 1.0) ** spec.zipf_exponent
-    home = rng.integers(0, spec.topics, size=spec.items)
-    topic_items = popularity[None, :] * np.where(home[None, :] == np.arange(spec.topics)[:, None], 1.0, spec.leakage)
+    user_topics, topic_items = plant_topics(spec, rng)
     launch_day = np.zeros(spec.items, dtype=np.int64)
     launched = rng.random(spec.items) < spec.new_item_share
     launch_day[launched] = rng.integers(1, spec.days + extra_days, size=int(launched.sum()))
@@ -208,6 +205,15 @@ def plant(spec: PlantedSpec, extra_days: int = 0) -> PlantedLog:
         log.pairs[day] = (users, items)
         log.days[day] = _rows(spec, day, users, items, rng)
     return log
+
+
+def plant_topics(spec: PlantedSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Users' topic weights θ [users, topics] and the topics' item weights [topics, items] (unnormalised)."""
+    user_topics = rng.dirichlet(np.full(spec.topics, spec.topic_concentration), size=spec.users)
+    popularity = 1.0 / (rng.permutation(spec.items) + 1.0) ** spec.zipf_exponent
+    home = rng.integers(0, spec.topics, size=spec.items)
+    topic_items = popularity[None, :] * np.where(home[None, :] == np.arange(spec.topics)[:, None], 1.0, spec.leakage)
+    return user_topics, topic_items
 
 
 def _draw_items(log: PlantedLog, users: np.ndarray, day: dt.date, rng: np.random.Generator) -> np.ndarray:

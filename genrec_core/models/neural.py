@@ -25,7 +25,7 @@ import math
 import os
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -163,19 +163,21 @@ class NeuralRecommender(Recommender):
         self,
         x_all: sp.csr_matrix,
         order: np.ndarray,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
         loss_of: Callable[[torch.Tensor], torch.Tensor],
     ) -> float:
         """One pass of updates over the users in `order` with `loss_of(batch)`; returns the mean loss.
-        Gradients of every parameter are cleared, so only `optimizer`'s parameters ever move."""
+        Gradients of every parameter are cleared, so only the given optimizers' parameters ever move."""
         assert self.net is not None
+        steps = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
         total = 0.0
         for batch in self.batches(x_all, order):
             with self.autocast():
                 loss = loss_of(batch)
             self.net.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            for step in steps:
+                step.step()
             self._step += 1
             total += float(loss.detach()) * batch.shape[0]
         return total / max(len(order), 1)
@@ -233,7 +235,9 @@ class NeuralRecommender(Recommender):
                 order = np.random.default_rng([options.seed, epoch]).permutation(rows)
                 self._seed, self._epoch = options.seed, epoch
                 self.net.train()
+                epoch_started = time.perf_counter()
                 entry: dict[str, float] = {"epoch": epoch + 1, **self._train_epoch(x_all, order, optimizers)}
+                entry["train_seconds"] = time.perf_counter() - epoch_started  # this epoch's updates alone
                 entry["updates"] = self._step  # optimizer updates so far (early stopping's patience counts them)
                 if options.validation is not None:
                     entry["val_ndcg"] = self._validation_ndcg(options.validation)
@@ -315,7 +319,7 @@ class NeuralRecommender(Recommender):
         losses = ", ".join(
             f"{key} {value:.4g}"
             for key, value in entry.items()
-            if key not in ("epoch", "val_ndcg", "seconds", "updates")
+            if key not in ("epoch", "val_ndcg", "seconds", "updates", "train_seconds")
         )
         parts = [f"{self.name} epoch {epoch}/{epochs}: {losses}"]
         if validation is not None:
@@ -426,7 +430,7 @@ class NeuralRecommender(Recommender):
         assert self.net is not None
         self.net.eval()
         scorer = model or self
-        metrics = evaluate(scorer, validation.history_for(scorer), validation.targets, validation.k, chunk_size=4096)
+        metrics = evaluate(scorer, validation.history_for(scorer), validation.targets, validation.k)
         return float(metrics[f"ndcg@{validation.k}"] or 0.0)
 
     def input_rows(self, history: sp.csr_matrix, device: str) -> torch.Tensor:

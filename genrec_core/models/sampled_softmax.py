@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 
+from genrec_core.models.item_rows import item_rows
 from genrec_core.models.spec import Proposal
 from genrec_core.models.torch_utils import at_least_float32
 
@@ -86,7 +87,8 @@ def multinomial_nll(
     """Mean over rows of -sum_i x_ui log softmax(hidden @ weight.T + bias)_i, with the softmax sampled.
 
     x is a sparse COO [rows, items] of the batch's histories (binary); only the columns of the batch's
-    positives and of the drawn items are computed, never a [rows, items] block.
+    positives and of the drawn items are computed, never a [rows, items] block, and `weight` (one row
+    per item) gets a sparse gradient over those rows.
     """
     x = x.coalesce()
     rows, cols = x.indices()
@@ -95,9 +97,10 @@ def multinomial_nll(
     mask[rows, position] = True
     values = torch.zeros(mask.shape, dtype=torch.float32, device=hidden.device)
     values[rows, position] = x.values().float()
-    own = at_least_float32(hidden @ weight[columns].T + bias[columns])
     drawn = sampler.draw(negatives)
-    drawn_logits = at_least_float32(hidden @ weight[drawn].T + bias[drawn])
+    used = torch.cat([columns, drawn])
+    logits = at_least_float32(hidden @ item_rows(weight, used).T + bias[used])  # weight's gradient: these rows only
+    own, drawn_logits = logits[:, : len(columns)], logits[:, len(columns) :]
     at = torch.searchsorted(columns, drawn).clamp(max=len(columns) - 1)
     hits = mask[:, at] & (columns[at] == drawn)[None, :]
     log_z = log_partition(own, mask, drawn_logits, sampler.log_q[drawn], hits)

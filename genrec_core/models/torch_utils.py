@@ -73,7 +73,7 @@ def sparse_normalize_dropout(x: torch.Tensor, p: float, training: bool) -> torch
     rows = x.indices()[0]
     counts = torch.bincount(rows, minlength=x.shape[0]).clamp(min=1)
     values = torch.nn.functional.dropout(counts[rows].float().rsqrt(), p=p, training=training)
-    return torch.sparse_coo_tensor(x.indices(), values, x.shape, check_invariants=False)
+    return torch.sparse_coo_tensor(x.indices(), values, x.shape, check_invariants=False, is_coalesced=True)
 
 
 def row_sums(x: torch.Tensor) -> torch.Tensor:

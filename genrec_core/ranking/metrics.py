@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from genrec_core.ranking.topk import Scorer, iter_top_k
+from genrec_core.ranking.topk import Scorer, chunk_rows, iter_top_k
 
 METRICS = ("recall", "ndcg", "precision", "map")
 
@@ -68,11 +68,12 @@ def _empty(ks: Iterable[int]) -> dict[str, Any]:
 
 
 def evaluate(
-    model: Scorer, train: sp.csr_matrix, holdout: sp.csr_matrix, k: int | Iterable[int], chunk_size: int = 4096
+    model: Scorer, train: sp.csr_matrix, holdout: sp.csr_matrix, k: int | Iterable[int], chunk_size: int = 0
 ) -> dict[str, Any]:
     """Mean metrics at each k over users with at least one new held-out item; lists built from `train`.
 
     One top-max(k) pass serves every k (a list at k is the first k entries of a longer one).
+    `chunk_size` 0: as many users per chunk as a 256 MB score block holds at this catalogue size.
     """
     ks = sorted({k} if isinstance(k, int) else set(k))
     targets = evaluation_targets(train, holdout)
@@ -82,7 +83,7 @@ def evaluate(
     popularity = np.asarray((train > 0).sum(axis=0)).ravel() / max(train.shape[0], 1)
     sums = {(name, kk): 0.0 for name in (*METRICS, "popularity_bias") for kk in ks}
     recommended = {kk: np.zeros(train.shape[1], dtype=bool) for kk in ks}
-    for chunk in iter_top_k(model, train, users, max(ks), chunk_size):
+    for chunk in iter_top_k(model, train, users, max(ks), chunk_rows(train.shape[1], chunk_size)):
         relevant = targets[chunk.users]
         for kk in ks:
             top = chunk.items[:, :kk]

@@ -380,7 +380,11 @@ def test_mult_vae_early_stopping_restores_the_best_validation_epoch():
     fit, valid = fit.tocsr(), valid.tocsr()
     fit.eliminate_zeros()
     validation = Validation(fit, valid, k=5, patience=3)
-    model = MultVAE(MultVAEConfig(hidden_dim=16, latent_dim=4, epochs=40, batch_size=20, total_anneal_steps=50))
+    # no linear expert: the restored network alone must score what its best epoch scored
+    config = MultVAEConfig(
+        hidden_dim=16, latent_dim=4, epochs=40, batch_size=20, total_anneal_steps=50, linear_expert=False
+    )
+    model = MultVAE(config)
     model.fit(Interactions(fit, data.users, data.items), FitOptions(seed=1, threads=2, validation=validation))
     log = model.training_log
     assert all("val_ndcg" in entry for entry in log)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genrec_core.models.item_rows import ItemInput, group, row_sparse_optimizers
 from genrec_core.models.mult_vae import SPEC, MultVAEConfig
 from genrec_core.models.neural import NeuralRecommender, SparseInputNet
 from genrec_core.models.sampled_softmax import multinomial_nll
@@ -27,18 +28,24 @@ class MultVAENet(SparseInputNet):
         super().__init__()
         self.latent_dim = latent_dim
         self.drop = nn.Dropout(dropout)
-        self.encoder = nn.Linear(n_items, hidden_dim)
+        self.encoder = ItemInput(n_items, hidden_dim)
         self.to_params = nn.Linear(hidden_dim, 2 * latent_dim)
         self.decoder_hidden = nn.Linear(latent_dim, hidden_dim)
         self.decoder_out = nn.Linear(hidden_dim, n_items)
-        for layer in (self.encoder, self.to_params, self.decoder_hidden, self.decoder_out):
+        nn.init.xavier_normal_(self.encoder.item_weight)
+        nn.init.normal_(self.encoder.bias, std=0.001)
+        for layer in (self.to_params, self.decoder_hidden, self.decoder_out):
             nn.init.xavier_normal_(layer.weight)
             nn.init.normal_(layer.bias, std=0.001)
+
+    def item_parameters(self) -> list[torch.Tensor]:
+        """The parameters with one row per item (sparse gradients under a sampled softmax)."""
+        return [self.encoder.item_weight, self.decoder_out.weight]
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z|x) for a dense or sparse COO batch of binary rows."""
         if x.is_sparse:
-            first = self.trainable_sparse_linear(sparse_normalize_dropout(x, self.drop.p, self.training), self.encoder)
+            first = self.encoder(sparse_normalize_dropout(x, self.drop.p, self.training))
         else:
             first = self.encoder(self.drop(F.normalize(x, dim=1)))
         mu, logvar = self.to_params(torch.tanh(first)).chunk(2, dim=1)
@@ -61,7 +68,7 @@ class MultVAENet(SparseInputNet):
     def score_sparse(self, x: torch.Tensor) -> torch.Tensor:
         """Logits from the mean of q(z|x); `x` is the normalised history, sparse (a history has tens of
         items, the catalogue tens of thousands, so the first layer is a sparse product)."""
-        h = torch.tanh(self.sparse_linear(x, self.encoder))
+        h = torch.tanh(self.encoder.score_sparse(x))
         mu, _ = self.to_params(h).chunk(2, dim=1)
         return self.decode(mu)
 
@@ -90,9 +97,10 @@ class MultVAE(NeuralRecommender):
         return MultVAENet(n_items, c.hidden_dim, c.latent_dim, c.dropout)
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        assert self.net is not None
+        assert isinstance(self.net, MultVAENet)
         c = self.config
-        return {"adam": torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)}
+        rows = self.net.item_parameters() if self.sampling else []
+        return row_sparse_optimizers({"adam": self.net.parameters()}, rows, c.learning_rate, c.weight_decay)
 
     def beta(self) -> float:
         """The KL weight at the current update: annealed linearly to the cap (held at the cap when fine-tuning)."""
@@ -116,5 +124,5 @@ class MultVAE(NeuralRecommender):
             neg_ll = multinomial_nll(state, out.weight, out.bias, batch, self._sampler, self.config.negatives)
             return neg_ll + self.beta() * gaussian_kl(mu, logvar)
 
-        loss = self.optimise(x_all, order, optimizers["adam"], loss_of)
+        loss = self.optimise(x_all, order, group(optimizers, "adam"), loss_of)
         return {"loss": loss, "beta": self.beta()}

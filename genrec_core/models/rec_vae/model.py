@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genrec_core.models.item_rows import ItemInput, group, row_sparse_optimizers
 from genrec_core.models.neural import NeuralRecommender, SparseInputNet
 from genrec_core.models.rec_vae import SPEC, RecVAEConfig
 from genrec_core.models.sampled_softmax import ItemSampler, multinomial_nll
@@ -40,11 +41,16 @@ class RecVAEEncoder(nn.Module):
     def __init__(self, n_items: int, hidden_dim: int, latent_dim: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            [nn.Linear(n_items, hidden_dim)] + [nn.Linear(hidden_dim, hidden_dim) for _ in range(_LAYERS - 1)]
+            [ItemInput(n_items, hidden_dim)] + [nn.Linear(hidden_dim, hidden_dim) for _ in range(_LAYERS - 1)]
         )
         self.norms = nn.ModuleList([nn.LayerNorm(hidden_dim, eps=0.1) for _ in range(_LAYERS)])
         self.mu = nn.Linear(hidden_dim, latent_dim)
         self.logvar = nn.Linear(hidden_dim, latent_dim)
+
+    @property
+    def first(self) -> ItemInput:
+        """The first layer, over items."""
+        return cast(ItemInput, self.layers[0])
 
     def forward_from_first(self, first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The rest of the encoder given the first layer's pre-activation (dense or sparse-computed)."""
@@ -57,11 +63,9 @@ class RecVAEEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) for a dense or sparse COO batch of binary rows."""
-        first = cast(nn.Linear, self.layers[0])
         if x.is_sparse:
-            sparse = sparse_normalize_dropout(x, dropout, self.training)
-            return self.forward_from_first(SparseInputNet.trainable_sparse_linear(sparse, first))
-        return self.forward_from_first(first(F.dropout(F.normalize(x, dim=1), p=dropout, training=self.training)))
+            return self.forward_from_first(self.first(sparse_normalize_dropout(x, dropout, self.training)))
+        return self.forward_from_first(self.first(F.dropout(F.normalize(x, dim=1), p=dropout, training=self.training)))
 
 
 class RecVAENet(SparseInputNet):
@@ -115,7 +119,7 @@ class RecVAENet(SparseInputNet):
         return neg_ll + kl, neg_ll, kl
 
     def score_sparse(self, x: torch.Tensor) -> torch.Tensor:
-        mu, _ = self.encoder.forward_from_first(self.sparse_linear(x, cast(nn.Linear, self.encoder.layers[0])))
+        mu, _ = self.encoder.forward_from_first(self.encoder.first.score_sparse(x))
         return self.decoder(mu)
 
 
@@ -129,11 +133,10 @@ class RecVAE(NeuralRecommender):
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         assert isinstance(self.net, RecVAENet)
-        lr = self.config.learning_rate
-        return {
-            "encoder": torch.optim.Adam(self.net.encoder.parameters(), lr=lr),
-            "decoder": torch.optim.Adam(self.net.decoder.parameters(), lr=lr),
-        }
+        net = self.net
+        rows = [net.encoder.first.item_weight, net.decoder.weight] if self.sampling else []
+        groups = {"encoder": net.encoder.parameters(), "decoder": net.decoder.parameters()}
+        return row_sparse_optimizers(groups, rows, self.config.learning_rate)
 
     def _train_epoch(
         self, x_all: sp.csr_matrix, order: np.ndarray, optimizers: dict[str, torch.optim.Optimizer]
@@ -147,7 +150,7 @@ class RecVAE(NeuralRecommender):
             encoder_loss = self.optimise(
                 x_all,
                 rng.permutation(order),
-                optimizers["encoder"],
+                group(optimizers, "encoder"),
                 lambda batch: net.loss(batch, c.dropout, c.gamma, sampled)[0],
             )
         net.update_prior()
@@ -155,7 +158,7 @@ class RecVAE(NeuralRecommender):
             decoder_loss = self.optimise(
                 x_all,
                 rng.permutation(order),
-                optimizers["decoder"],
+                group(optimizers, "decoder"),
                 lambda batch: net.loss(batch, 0.0, c.gamma, sampled)[0],
             )
         return {"encoder_loss": encoder_loss, "decoder_loss": decoder_loss}
