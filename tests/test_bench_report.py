@@ -104,3 +104,47 @@ def test_a_gan_row_gets_its_epoch_curves_and_a_partial_record_its_data_sets_refe
     assert plots[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = "\n".join(report.quality_section(report.named_records(tmp_path)))
     assert "published: CFGAN tuned, ECIR 2022 study N@20 0.380" in table
+
+
+def _scale_row(label: str, recall: float, **extra) -> dict:
+    return {
+        "label": label,
+        "model": label.split("/")[0].split("+")[0],
+        "fit_seconds": 12.5,
+        "peak_rss_mb": 900.0,
+        "scoring_users_per_s": 4000.0,
+        "scoring_vs_floor": 0.8,
+        "recall@20": recall,
+        "recall_vs_best": round(recall / 0.3, 4),
+        "ndcg@20": recall * 0.8,
+        **extra,
+    }
+
+
+def test_the_scale_table_and_plot_show_every_case_and_the_comparisons(tmp_path):
+    neural = {"epochs_run": 12, "best_epoch": 7, "epoch_seconds": 3.5, "seconds_to_best": 30.0, "expert": None}
+    case = {
+        "items": 100_000,
+        "users": 10_000,
+        "fit_interactions": 250_000,
+        "items_with_interactions": 60_000,
+        "best_achievable": {"recall@20": 0.3, "ndcg@20": 0.25},
+        "floor_users_per_s": 5000.0,
+        "scoring_chunk": 671,
+        "rows": [
+            _scale_row("sansa", 0.2),
+            _scale_row("mult_vae/full", 0.15, sampled_softmax=False, **neural),
+            _scale_row("mult_vae/sampled", 0.149, sampled_softmax=True, **neural),
+            {"label": "item_knn", "model": "item_knn", "error": "MemoryError()"},
+        ],
+        "checks": {"sampled_vs_full": {"recall_ratio": 0.9933, "epoch_seconds_ratio": 0.061}},
+    }
+    result = {"k": 20, "events_per_user": 40, "epochs_cap": 30, "patience": 5, "cases": [case]}
+    record.save("scale", "10k-users-100k-items", result, ["bench", "scale", "--save"], root=tmp_path)
+    lines = report.sections(report.named_records(tmp_path))["scale"]
+    text = "\n".join(lines)
+    assert "| 100,000 | mult_vae/sampled | sampled | – | 3.500 | 30.000 (7/12) |" in text
+    assert "| 100,000 | item_knn | failed: MemoryError() |" in text
+    assert "sampled vs full softmax (Mult-VAE): recall@20 ratio 0.993, epoch seconds ratio 0.061" in text
+    plots = report.draw_plots(report.named_records(tmp_path), tmp_path / "docs")
+    assert [p.name for p in plots] == ["bench-scale.png"] and plots[0].stat().st_size > 5000

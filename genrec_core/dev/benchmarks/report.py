@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genrec_core.dev.benchmarks.record import RESULTS_DIR, load_all
+from genrec_core.dev.benchmarks.scale_report import draw_scale_plot, scale_section
 from genrec_core.dev.paths import PROJECT_ROOT
 
 README = PROJECT_ROOT / "bench" / "README.md"
@@ -242,6 +243,7 @@ def sections(records: list[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]:
         "publish": _throughput_rows(records, "publish", PUBLISH_COLUMNS),
         "publish_table": _throughput_rows(records, "publish-table", TABLE_COLUMNS),
         "extract": _throughput_rows(records, "extract", EXTRACT_COLUMNS),
+        "scale": scale_section(records),
     }
 
 
@@ -370,7 +372,7 @@ def draw_plots(records: list[tuple[str, dict[str, Any]]], docs: Path = DOCS) -> 
         floors = [(name, [r["result"].get(key) for _, r in chosen]) for name, key in floor_keys]
         _bars(path, title, unit, [r["case"] for _, r in chosen], [r["result"][value_key] for _, r in chosen], floors)
         written.append(path)
-    return written
+    return written + draw_scale_plot(records, docs)
 
 
 def run(root: Path = RESULTS_DIR, readme: Path = README, docs: Path = DOCS) -> dict[str, Any]:
