@@ -148,6 +148,15 @@ class TestSASRecSampledSoftmax(NeuralContract):
         assert hit_rate(self.make_model(epochs=60).fit(data, OPTIONS), data, nxt) > 0.9
 
 
+def test_the_softmax_is_sampled_above_the_catalogue_threshold():
+    data, _ = cycle_data()
+    below = SASRec(SASRecConfig(**SMALL_SASREC, sampled_softmax_above=data.n_items))
+    above = SASRec(SASRecConfig(**SMALL_SASREC, sampled_softmax_above=data.n_items - 1, negatives=8))
+    assert below.item_sampler(data) is None
+    sampler = above.item_sampler(data)
+    assert sampler is not None and sampler.n_items == data.n_items and sampler.proposal == "popularity"
+
+
 def test_leading_padding_changes_nothing_but_the_cost():
     data, _ = cycle_data()
     model = SASRec(SASRecConfig(**{**SMALL_SASREC, "max_length": 30, "epochs": 3})).fit(data, OPTIONS)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from genrec_core.models.spec import ModelConfig, ModelSpec, Proposal
+from genrec_core.models.spec import ModelSpec, SampledSoftmaxConfig
 
 if TYPE_CHECKING:
     import optuna
 
 
-class SASRecConfig(ModelConfig):
+class SASRecConfig(SampledSoftmaxConfig):
     """SASRec hyperparameters; defaults are the papers' ML-1M settings (Amazon sets: max_length 50, dropout 0.5)."""
 
     max_length: int = Field(200, ge=2, description="the latest items of a history the model reads")
@@ -23,11 +23,11 @@ class SASRecConfig(ModelConfig):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     loss: Literal["softmax", "sampled_softmax"] = Field(
         "softmax",
-        description="softmax: cross-entropy over every item (SASRec+); sampled_softmax: estimated from the target "
-        "and `negatives` items drawn from `proposal`, log-Q corrected (genrec_core/models/sampled_softmax.py)",
+        description="softmax: cross-entropy over every item (SASRec+), sampled above `sampled_softmax_above` items; "
+        "sampled_softmax: always estimated from the target and `negatives` items drawn from `proposal`, log-Q "
+        "corrected (genrec_core/models/sampled_softmax.py)",
     )
-    negatives: int = Field(256, ge=1, description="items drawn per batch for sampled_softmax")
-    proposal: Proposal = Field("popularity", description="what sampled_softmax draws from: popularity or uniform")
+    negatives: int = Field(256, ge=1, description="items drawn per batch for the sampled softmax")
     epochs: int = Field(200, ge=1)
     finetune_epochs: int = Field(5, ge=1, description="epochs when warm-started from yesterday's model")
     batch_size: int = Field(128, ge=1, description="users per update")

@@ -9,7 +9,8 @@ batch is cut to its longest history: leading padding changes nothing but the cos
 Item embeddings are shared with the output layer: the score of item i after position t is
 h_t . e_i. Training predicts the item at every next position, with cross-entropy over the whole
 catalogue (`loss = "softmax"`) or over the target and items drawn by popularity with the log-Q
-correction (`"sampled_softmax"`, Yi et al., RecSys 2019). Lists come from the last position.
+correction (`"sampled_softmax"`, Yi et al., RecSys 2019; also what "softmax" trains on above
+`sampled_softmax_above` items, as the VAEs do). Lists come from the last position.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class SASRec(NeuralRecommender):
             self._train_order = None
 
     def item_sampler(self, train: Interactions) -> ItemSampler | None:
-        if self.config.loss != "sampled_softmax":
+        """A proposal when the loss is `sampled_softmax`, or the catalogue is above `sampled_softmax_above`."""
+        if self.config.loss != "sampled_softmax" and not self.config.samples_softmax(train.n_items):
             return None
         return ItemSampler(
             np.bincount(train.ordered().indices, minlength=train.n_items), self.config.proposal, self.device
@@ -171,9 +173,8 @@ class SASRec(NeuralRecommender):
         hidden = self.net.hidden(inputs)[predicts]
         target = targets[predicts]
         table = self.net.item_table()
-        if self.config.loss == "softmax":
+        if self._sampler is None:
             return F.cross_entropy(at_least_float32(hidden @ table.T), target), len(target)
-        assert self._sampler is not None
         return next_item_loss(hidden, table, target, self._sampler, self.config.negatives), len(target)
 
     def prepare(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> Any:
