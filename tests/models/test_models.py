@@ -303,9 +303,12 @@ def test_item_knn_in_small_blocks_and_scored_sparse_equals_the_one_block_dense_p
     data = two_block_interactions()
     one_block = ItemKNN(ItemKNNConfig(neighbors=5, shrink=1.0)).fit(data, OPTIONS)
     dense_scores = one_block.score(data.matrix)
-    monkeypatch.setattr(knn, "BLOCK_BYTES", 8 * data.n_items * 5)  # 5 columns per block
+    x = data.binary().tocsc()
+    monkeypatch.setattr(knn, "BLOCK_ENTRIES", 40)
     monkeypatch.setattr(knn, "DENSE_SIMILARITY_BYTES", 0)
-    assert knn.block_columns(data.n_items) == 5
+    blocks = knn.column_blocks(x, 40)
+    assert len(blocks) > 3 and blocks[0][0] == 0 and blocks[-1][1] == data.n_items
+    assert all(stop == start for (_, stop), (start, _) in zip(blocks, blocks[1:]))  # every column, once
     blocked = ItemKNN(ItemKNNConfig(neighbors=5, shrink=1.0)).fit(data, OPTIONS)
     assert (blocked.similarity != one_block.similarity).nnz == 0
     torch.testing.assert_close(blocked.score(data.matrix), dense_scores)

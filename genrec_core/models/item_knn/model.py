@@ -16,15 +16,43 @@ from genrec_core.models.base import FitOptions, Recommender
 from genrec_core.models.item_knn import SPEC, ItemKNNConfig
 from genrec_core.models.torch_utils import binary_csr, binary_rows_tensor, dense_scores
 
-# Memory bounds: the fit computes co-occurrences for a block of columns at a time ([items, block] float64),
-# and scoring multiplies by a dense copy of the similarity only while it is this small (else a sparse product).
-BLOCK_BYTES = 256 << 20
+# Memory bounds: the fit computes the co-occurrences of a block of columns at a time, sparse, with at most about
+# BLOCK_ENTRIES of them (bounded before the product); scoring multiplies by a dense copy of the similarity only
+# while it is this small (else a sparse product).
+BLOCK_ENTRIES = 16_000_000
 DENSE_SIMILARITY_BYTES = 1 << 30
 
 
-def block_columns(n_items: int) -> int:
-    """Similarity columns per block of the fit, so that a block stays within BLOCK_BYTES."""
-    return max(1, min(n_items, BLOCK_BYTES // (8 * max(n_items, 1))))
+def column_blocks(x: sp.csc_matrix, budget: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of item columns whose co-occurrence columns hold at most ~`budget` entries in all
+    (a column alone may exceed it). Column j's entries are at most the sum of its users' history lengths."""
+    history_lengths = np.diff(x.tocsr().indptr).astype(np.float64)
+    cumulative = np.cumsum(x.T @ history_lengths)
+    blocks, start, n = [], 0, x.shape[1]
+    while start < n:
+        before = cumulative[start - 1] if start else 0.0
+        stop = max(int(np.searchsorted(cumulative, before + budget, side="right")), start + 1)
+        blocks.append((start, min(stop, n)))
+        start = stop
+    return blocks
+
+
+def top_neighbours(
+    co: sp.csc_matrix, block: np.ndarray, norms: np.ndarray, keep: int, shrink: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, columns, similarities) of the `keep` most similar items of each column in `block`, from the
+    block's co-occurrence counts `co` [items, block]: positive similarities only, none of an item with itself,
+    ties to the lower item index."""
+    col = np.repeat(np.arange(len(block)), np.diff(co.indptr))
+    row = co.indices.astype(np.int64)
+    sim = co.data.astype(np.float64) / (norms[row] * norms[block][col] + shrink + 1e-12)
+    useful = (row != block[col]) & (sim > 0)
+    row, col, sim = row[useful], col[useful], sim[useful]
+    order = np.lexsort((row, -sim, col))  # by column, then most similar first, then lower item
+    row, col, sim = row[order], col[order], sim[order]
+    rank = np.arange(len(col)) - np.searchsorted(col, col)  # position within its column
+    top = rank < keep
+    return row[top], block[col[top]], sim[top]
 
 
 class ItemKNN(Recommender):
@@ -41,27 +69,13 @@ class ItemKNN(Recommender):
         norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
         n = train.n_items
         keep = min(self.config.neighbors, max(n - 1, 1))
-        rows, cols, vals = [], [], []
         xt = x.T.tocsr()
-        step = block_columns(n)
-        for start in range(0, n, step):
-            block = np.arange(start, min(start + step, n))
-            co = (xt @ x[:, block]).toarray()  # [items, block]
-            sim = co / (norms[:, None] * norms[None, block] + self.config.shrink + 1e-12)
-            sim[block, np.arange(len(block))] = 0.0
-            top = (
-                np.argpartition(-sim, keep - 1, axis=0)[:keep]
-                if keep < n
-                else np.tile(np.arange(n)[:, None], (1, len(block)))
-            )
-            top_vals = np.take_along_axis(sim, top, axis=0)
-            positive = top_vals > 0
-            rows.append(top[positive])
-            cols.append(np.broadcast_to(block[None, :], top.shape)[positive])
-            vals.append(top_vals[positive])
-        self.similarity = sp.csr_matrix(
-            (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        )
+        parts = [
+            top_neighbours((xt @ x[:, start:stop]).tocsc(), np.arange(start, stop), norms, keep, self.config.shrink)
+            for start, stop in column_blocks(x, BLOCK_ENTRIES)
+        ]
+        rows, cols, vals = (np.concatenate([part[i] for part in parts]) for i in range(3))
+        self.similarity = sp.csr_matrix((vals.astype(np.float32), (rows, cols)), shape=(n, n))
         self._similarity_t = None
 
     def _dense_similarity(self) -> torch.Tensor:
