@@ -327,6 +327,11 @@ class TestSANSA(ModelContract):
         np.testing.assert_allclose((w1 @ w2).toarray() + np.eye(data.n_items), ease.weights.numpy(), atol=2e-3)
         np.testing.assert_allclose(sansa.score(data.matrix).numpy(), ease.score(data.matrix).numpy(), atol=5e-3)
 
+    def test_auto_factorises_incompletely_at_low_density_as_the_authors_advise(self):
+        config = SANSAConfig(weights_per_item=200)
+        assert config.factorizer_for(3_999) == "cholmod" and config.factorizer_for(4_000) == "icf"
+        assert SANSAConfig(factorizer="cholmod").factorizer_for(10**6) == "cholmod"
+
     def test_the_factors_keep_about_weights_per_item_each(self, data):
         model = SANSA(SANSAConfig(l2=10.0, weights_per_item=4)).fit(data, OPTIONS)
         assert model.stored_weights <= 2 * 4 * data.n_items * 1.1
@@ -343,6 +348,14 @@ class TestSANSA(ModelContract):
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.split() == ["0", str(logging.WARNING)]
+
+
+class TestSANSAIncomplete(ModelContract):
+    """The incomplete factorisation (what `auto` picks on large catalogues) passes the same contract."""
+
+    @classmethod
+    def make_model(cls) -> Recommender:
+        return SANSA(SANSAConfig(l2=10.0, weights_per_item=6, factorizer="icf"))
 
 
 class TestItemKNN(ModelContract):

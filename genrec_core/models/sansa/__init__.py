@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import optuna
 
 
+ICF_DENSITY = 0.05  # at or below this weight density `auto` factorises incompletely (ICF)
+
+
 class SANSAConfig(ModelConfig):
     """SANSA's settings: EASE's L2 and how sparse the factors are."""
 
@@ -26,16 +29,23 @@ class SANSAConfig(ModelConfig):
         ge=1,
         description="stored weights per item in each factor: density = weights_per_item / items (at most 1)",
     )
-    factorizer: Literal["cholmod", "icf"] = Field(
-        "cholmod",
+    factorizer: Literal["auto", "cholmod", "icf"] = Field(
+        "auto",
         description="cholmod: exact sparse LDL^T of the Gram matrix, then pruned; icf: incomplete factorisation "
-        "(less memory at very low densities)",
+        "(less memory and time at low densities); auto: icf at densities up to ICF_DENSITY (5%, the authors' "
+        "rule: sansa warns against cholmod below it), cholmod above",
     )
     scans: int = Field(1, ge=0, description="sweeps of the approximate inverse of L (the UMR inverter)")
     finetune_steps: int = Field(5, ge=0, description="finishing steps of the approximate inverse")
 
     def density(self, n_items: int) -> float:
         return min(1.0, self.weights_per_item / max(n_items, 1))
+
+    def factorizer_for(self, n_items: int) -> Literal["cholmod", "icf"]:
+        """The factorisation a fit on `n_items` items uses."""
+        if self.factorizer != "auto":
+            return self.factorizer
+        return "icf" if self.density(n_items) <= ICF_DENSITY else "cholmod"
 
 
 def search_space(t: optuna.trial.BaseTrial) -> dict[str, Any]:

@@ -37,7 +37,9 @@ class SANSA(Recommender):
         sansa = _import_sansa()
         c = self.config
         factorizer = (
-            sansa.CHOLMODGramianFactorizerConfig() if c.factorizer == "cholmod" else sansa.ICFGramianFactorizerConfig()
+            sansa.CHOLMODGramianFactorizerConfig()
+            if c.factorizer_for(train.n_items) == "cholmod"
+            else sansa.ICFGramianFactorizerConfig()
         )
         model = sansa.SANSA(
             sansa.SANSAConfig(
