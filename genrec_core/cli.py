@@ -227,15 +227,20 @@ def _sizes(value: str) -> list[int]:
 def cmd_bench_scale(args: argparse.Namespace) -> dict[str, Any]:
     from genrec_core.dev.benchmarks import scale_bench
 
-    return scale_bench.run(
-        args.items,
-        users=args.users,
-        events_per_user=args.events_per_user,
-        threads=args.threads,
-        epochs=args.epochs,
-        patience=args.patience,
-        models=args.models.split(",") if args.models else None,
+    try:
+        settings = json.loads(args.settings) if args.settings else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--settings is not JSON: {exc}") from None
+    plan = scale_bench.ScalePlan(
+        args.users,
+        args.events_per_user,
+        args.threads,
+        args.epochs,
+        args.patience,
+        frozenset(args.models.split(",")) if args.models else None,
+        settings,
     )
+    return scale_bench.run(args.items, plan)
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -269,6 +274,7 @@ BENCH_CASES = {
         + "-".join(_count(n) for n in a.items)
         + "-items"
         + (f"-{a.models.replace(',', '_').replace('/', '-')}" if a.models else "")
+        + ("-custom" if a.settings else "")
     ),
     "nightly": lambda a: (
         f"{_count(a.users)}-users-{_count(a.items)}-items"
@@ -396,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--epochs", type=_positive, default=30, help="the neural models' epoch cap")
     bc.add_argument("--patience", type=_positive, default=5, help="epochs without a better validation NDCG@20")
     bc.add_argument("--models", help="comma-separated row labels (default: all), e.g. mult_vae/full,mult_vae/sampled")
+    bc.add_argument("--settings", help='JSON config overrides by model name, e.g. {"sansa": {"weights_per_item": 50}}')
     bc.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bc.set_defaults(func=cmd_bench_scale)
 

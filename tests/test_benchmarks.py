@@ -59,15 +59,9 @@ def test_scale_data_is_deterministic_and_split_without_overlap():
 
 
 def test_scale_benchmark_runs_and_the_oracle_leads():
-    result = scale_bench.run(
-        [400],
-        users=300,
-        events_per_user=25,
-        threads=1,
-        epochs=2,
-        patience=1,
-        models=["popularity", "sansa", "ease", "mult_vae/full", "mult_vae/sampled"],
-    )
+    labels = frozenset(["popularity", "sansa", "ease", "mult_vae/full", "mult_vae/sampled"])
+    plan = scale_bench.ScalePlan(300, 25, 1, 2, 1, labels, {"sansa": {"weights_per_item": 20}})
+    result = scale_bench.run([400], plan)
     (case,) = result["cases"]
     rows = {row["label"]: row for row in case["rows"]}
     assert set(rows) == {"popularity", "sansa", "ease", "mult_vae/full", "mult_vae/sampled"}
@@ -78,11 +72,13 @@ def test_scale_benchmark_runs_and_the_oracle_leads():
     assert rows["mult_vae/full"]["epochs_run"] <= 2 and rows["mult_vae/full"]["epoch_seconds"] > 0
     assert all(row["scoring_users_per_s"] > 0 and row["peak_rss_mb"] > 0 for row in rows.values())
     assert set(case["checks"]) == {"sampled_vs_full", "sansa_vs_ease"}
+    assert rows["sansa"]["settings"] == {"weights_per_item": 20} and result["settings"] == plan.settings
 
 
 def test_scale_rows_follow_the_catalogue_size():
-    assert {row.label for row in scale_bench.rows_for(20_000, 5)} >= {"ease", "mult_vae/full", "sansa"}
-    wide = scale_bench.rows_for(1_000_000, 5)
+    plan = scale_bench.ScalePlan(epochs=5)
+    assert {row.label for row in scale_bench.rows_for(20_000, plan)} >= {"ease", "mult_vae/full", "sansa"}
+    wide = scale_bench.rows_for(1_000_000, plan)
     assert "ease" not in {row.label for row in wide} and "mult_vae/full" not in {row.label for row in wide}
     assert all(row.settings.get("hidden_dim") == scale_bench.NARROW_HIDDEN for row in wide if row.model == "mult_vae")
 

@@ -20,7 +20,7 @@ import datetime as dt
 import multiprocessing as mp
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,20 @@ class Row:
     label: str
     model: str
     settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """How every case of a run is sized and trained; `settings` override a model's config (by model name) in
+    every row of that model, e.g. {"sansa": {"weights_per_item": 50}}."""
+
+    users: int = 10_000
+    events_per_user: int = 40
+    threads: int = 2
+    epochs: int = 30
+    patience: int = 5
+    include: frozenset[str] | None = None
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,12 +139,12 @@ def floor_users_per_s(items: int, users: int, chunk: int, k: int = K, width: int
     return users / (time.perf_counter() - started)
 
 
-def rows_for(items: int, epochs: int, include: set[str] | None = None) -> list[Row]:
+def rows_for(items: int, plan: ScalePlan) -> list[Row]:
     """The models measured at a catalogue size (EASE only up to its item limit, the full softmax up to
-    FULL_SOFTMAX_MAX_ITEMS); `include` keeps only those labels."""
+    FULL_SOFTMAX_MAX_ITEMS), with the plan's settings; only the plan's `include` labels when it names some."""
     from genrec_core.models.ease import EASEConfig
 
-    vae: dict[str, Any] = {"epochs": epochs, **({"hidden_dim": NARROW_HIDDEN} if items >= WIDE_CATALOGUE else {})}
+    vae: dict[str, Any] = {"epochs": plan.epochs, **({"hidden_dim": NARROW_HIDDEN} if items >= WIDE_CATALOGUE else {})}
     rows = [Row("popularity", "popularity", {}), Row("item_knn", "item_knn", {})]
     if items <= EASEConfig().max_items:
         rows.append(Row("ease", "ease", {}))
@@ -139,7 +153,11 @@ def rows_for(items: int, epochs: int, include: set[str] | None = None) -> list[R
         rows.append(Row("mult_vae/full", "mult_vae", {**vae, "linear_expert": False, "sampled_softmax_above": items}))
     rows.append(Row("mult_vae/sampled", "mult_vae", {**vae, "linear_expert": False, "sampled_softmax_above": 0}))
     rows.append(Row("mult_vae+expert", "mult_vae", {**vae, "linear_expert": True}))  # the softmax by the defaults
-    return [row for row in rows if include is None or row.label in include]
+    return [
+        Row(row.label, row.model, {**row.settings, **plan.settings.get(row.model, {})})
+        for row in rows
+        if plan.include is None or row.label in plan.include
+    ]
 
 
 def measure(data_file: str, row: Row, threads: int, patience: int) -> dict[str, Any]:
@@ -223,26 +241,18 @@ def _save_data(data: ScaleData, folder: Path) -> str:
     return str(path)
 
 
-def run_case(
-    items: int,
-    users: int,
-    events_per_user: int,
-    threads: int,
-    epochs: int,
-    patience: int,
-    include: set[str] | None = None,
-) -> dict[str, Any]:
+def run_case(items: int, plan: ScalePlan) -> dict[str, Any]:
     """Every row at one catalogue size."""
     import torch
 
     from genrec_core.ranking.topk import chunk_rows
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(plan.threads)
     started = time.perf_counter()
-    data = draw(items, users, events_per_user)
+    data = draw(items, plan.users, plan.events_per_user)
     case: dict[str, Any] = {
         "items": items,
-        "users": users,
+        "users": plan.users,
         "fit_interactions": int(data.fit.nnz),
         "items_with_interactions": int(np.count_nonzero(np.diff(data.fit.tocsc().indptr))),
         "draw_seconds": round(time.perf_counter() - started, 1),
@@ -250,10 +260,10 @@ def run_case(
     case["best_achievable"] = {key: round(value, 4) for key, value in oracle_metrics(data).items()}
     chunk = chunk_rows(items)
     case["scoring_chunk"] = chunk
-    case["floor_users_per_s"] = round(floor_users_per_s(items, min(users, 20 * chunk), chunk), 1)
+    case["floor_users_per_s"] = round(floor_users_per_s(items, min(plan.users, 20 * chunk), chunk), 1)
     with tempfile.TemporaryDirectory(prefix="genrec-bench-scale-") as folder:
         data_file = _save_data(data, Path(folder))
-        case["rows"] = [_in_child(data_file, row, threads, patience) for row in rows_for(items, epochs, include)]
+        case["rows"] = [_in_child(data_file, row, plan.threads, plan.patience) for row in rows_for(items, plan)]
     best = case["best_achievable"][f"recall@{K}"]
     for row in case["rows"]:
         if "error" not in row:
@@ -289,16 +299,14 @@ def checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(
-    sizes: list[int],
-    users: int = 10_000,
-    events_per_user: int = 40,
-    threads: int = 2,
-    epochs: int = 30,
-    patience: int = 5,
-    models: list[str] | None = None,
-) -> dict[str, Any]:
-    """One case per catalogue size in `sizes`; `models` keeps only those row labels."""
-    include = set(models) if models else None
-    cases = [run_case(items, users, events_per_user, threads, epochs, patience, include) for items in sizes]
-    return {"k": K, "events_per_user": events_per_user, "epochs_cap": epochs, "patience": patience, "cases": cases}
+def run(sizes: list[int], plan: ScalePlan) -> dict[str, Any]:
+    """One case per catalogue size in `sizes`."""
+    cases = [run_case(items, plan) for items in sizes]
+    return {
+        "k": K,
+        "events_per_user": plan.events_per_user,
+        "epochs_cap": plan.epochs,
+        "patience": plan.patience,
+        "settings": plan.settings,
+        "cases": cases,
+    }
