@@ -8,7 +8,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from genrec_core.dev.planted import PlantedSpec, plant
+import genrec_core.dev.planted as planted
+from genrec_core.dev.planted import PlantedSpec, plant, stable_top_k
 from genrec_core.dev.planted_sequences import SequenceSpec, plant_sequences
 from tests.support import FAST_VAE
 
@@ -39,6 +40,29 @@ def test_the_planted_truth_is_deterministic_and_its_oracle_is_the_best_list():
     expected = np.sort(log.unseen_probabilities(users, seen, day), axis=1)[:, ::-1][:, :10].sum(axis=1)
     np.testing.assert_allclose(mass["truth"], expected)
     assert not seen[users[:, None], truth].toarray().any()  # lists hold unseen items only
+
+
+def test_stable_top_k_is_the_head_of_a_stable_sort():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4, size=(50, 30)).astype(np.float64)  # many ties, at the boundary too
+    for k in (1, 5, 29, 30, 40):
+        np.testing.assert_array_equal(stable_top_k(values, k), np.argsort(-values, axis=1, kind="stable")[:, :k])
+
+
+def test_chunking_a_million_item_catalogue_changes_no_draw_or_list(monkeypatch):
+    """Users are chunked by catalogue size (a float64 users x items block per chunk); the log and its best
+    lists do not depend on the chunk."""
+    assert planted.user_chunk(1_000_000) == 33 and planted.user_chunk(90) == 2048
+    day = SPEC.end_date + dt.timedelta(days=1)
+    log = plant(SPEC, extra_days=1)
+    seen = log.interactions(SPEC.first_day, SPEC.end_date)
+    users = np.arange(SPEC.users)
+    lists = log.oracle_top_k(users, seen, day, 10)
+    monkeypatch.setattr(planted, "user_chunk", lambda n_items, most=2048, budget_bytes=0: 7)
+    small = plant(SPEC, extra_days=1)
+    for d in log.pairs:
+        np.testing.assert_array_equal(log.pairs[d][1], small.pairs[d][1])
+    np.testing.assert_array_equal(small.oracle_top_k(users, seen, day, 10), lists)
 
 
 def test_the_planted_chain_is_deterministic_and_its_oracle_is_the_best_next_item_list():

@@ -41,6 +41,24 @@ if TYPE_CHECKING:
 _FUNNEL = (("view", 0.63), ("click", 0.25), ("add_to_cart", 0.08), ("purchase", 0.04))
 
 
+def user_chunk(n_items: int, most: int = 2048, budget_bytes: int = 1 << 28) -> int:
+    """Users per chunk of a float64 [users, items] block: at most `most`, and within `budget_bytes`."""
+    return max(1, min(most, budget_bytes // (8 * max(n_items, 1))))
+
+
+def stable_top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """`np.argsort(-values, axis=1, kind="stable")[:, :k]` without sorting whole rows (a million items):
+    per row, the entries at or above its k-th largest value, by value (descending) then index."""
+    if k >= values.shape[1]:
+        return np.argsort(-values, axis=1, kind="stable")[:, :k]
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1]
+    out = np.empty((values.shape[0], k), dtype=np.int64)
+    for row in range(values.shape[0]):
+        candidates = np.flatnonzero(values[row] >= kth[row])
+        out[row] = candidates[np.lexsort((candidates, -values[row, candidates]))[:k]]
+    return out
+
+
 @dataclass(frozen=True)
 class PlantedSpec:
     """What to generate: `events` is the expected total over `days` ending on `end_date`."""
@@ -145,14 +163,15 @@ class PlantedLog:
         a bound no model reaches from a finite history.
         """
         out = np.empty((len(users), k), dtype=np.int64)
-        for start in range(0, len(users), 2048):
-            chunk = users[start : start + 2048]
+        size = user_chunk(self.spec.items)
+        for start in range(0, len(users), size):
+            chunk = users[start : start + size]
             if knowing_users:
                 probs = self.unseen_probabilities(chunk, seen, day)
             else:
                 probs = self._predictive(chunk, seen, day)
             probs[probs == 0.0] = -1.0  # seen or not launched: never listed ahead of a possible item
-            out[start : start + len(chunk)] = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            out[start : start + len(chunk)] = stable_top_k(probs, k)
         return out
 
     def _predictive(self, users: np.ndarray, seen: sp.csr_matrix, day: dt.date) -> np.ndarray:
@@ -167,8 +186,9 @@ class PlantedLog:
         """Per user, the probability that their next new item on `day` is in their list (-1 entries count 0):
         the expected hit rate of the list, free of the sampling noise of one day's events."""
         out = np.empty(len(users))
-        for start in range(0, len(users), 2048):
-            chunk = slice(start, start + 2048)
+        size = user_chunk(self.spec.items)
+        for start in range(0, len(users), size):
+            chunk = slice(start, start + size)
             probs = self.unseen_probabilities(users[chunk], seen, day)
             top = lists[chunk]
             out[chunk] = np.where(top >= 0, np.take_along_axis(probs, np.maximum(top, 0), axis=1), 0.0).sum(axis=1)
@@ -224,8 +244,9 @@ def _draw_items(log: PlantedLog, users: np.ndarray, day: dt.date, rng: np.random
     distinct, starts = np.unique(sorted_users, return_index=True)
     bounds = np.append(starts, len(sorted_users))
     n_items = log.spec.items
-    for lo in range(0, len(distinct), 1024):
-        chunk = distinct[lo : lo + 1024]
+    size = user_chunk(n_items, most=1024)  # the draws do not depend on it: one uniform per event, in order
+    for lo in range(0, len(distinct), size):
+        chunk = distinct[lo : lo + size]
         cdf = np.cumsum(log.probabilities(chunk, day), axis=1)
         cdf[:, -1] = 1.0
         a, b = bounds[lo], bounds[lo + len(chunk)]
