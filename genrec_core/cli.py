@@ -274,7 +274,7 @@ BENCH_CASES = {
         + "-".join(_count(n) for n in a.items)
         + "-items"
         + (f"-{a.models.replace(',', '_').replace('/', '-')}" if a.models else "")
-        + ("-custom" if a.settings else "")
+        + _settings_suffix(a.settings)
     ),
     "nightly": lambda a: (
         f"{_count(a.users)}-users-{_count(a.items)}-items"
@@ -282,6 +282,17 @@ BENCH_CASES = {
         + ("-custom" if a.settings else "")
     ),
 }
+
+
+def _settings_suffix(settings: str | None) -> str:
+    """`-model.key-value` for each override of `bench scale --settings` (one file per setting tried)."""
+    if not settings:
+        return ""
+    try:
+        parsed = json.loads(settings)
+        return "".join(f"-{model}.{key}-{value}" for model, fields in parsed.items() for key, value in fields.items())
+    except (json.JSONDecodeError, AttributeError):
+        return "-custom"
 
 
 def _save_bench(args: argparse.Namespace, measured: dict[str, Any], result: Any) -> None:

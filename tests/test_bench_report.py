@@ -148,3 +148,21 @@ def test_the_scale_table_and_plot_show_every_case_and_the_comparisons(tmp_path):
     assert "sampled vs full softmax (Mult-VAE): recall@20 ratio 0.993, epoch seconds ratio 0.061" in text
     plots = report.draw_plots(report.named_records(tmp_path), tmp_path / "docs")
     assert [p.name for p in plots] == ["bench-scale.png"] and plots[0].stat().st_size > 5000
+
+
+def test_a_scale_run_with_settings_is_saved_under_a_name_that_says_them():
+    from genrec_core.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "bench",
+            "scale",
+            "--items",
+            "20000,100000",
+            "--models",
+            "sansa",
+            "--settings",
+            '{"sansa": {"weights_per_item": 50}}',
+        ]
+    )
+    assert BENCH_CASES["scale"](args) == "10k-users-20k-100k-items-sansa-sansa.weights_per_item-50"
