@@ -189,6 +189,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> list[dict[str, Any]]:
         args.threads,
         overrides,
         args.tune,
+        args.checkpoints,
     )
     return results  # printed one object per model, one per line
 
@@ -397,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="TRIALS",
         help="search each model's settings with this many Optuna trials on validation (0: off)",
+    )
+    bq.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="the neural models checkpoint every epoch under DIR/<dataset>-<model>; a killed run resumes there",
     )
     bq.add_argument("--save", action="store_true", help="also write bench/results/<bench>-<case>.json")
     bq.set_defaults(func=cmd_bench_quality)

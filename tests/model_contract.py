@@ -225,5 +225,7 @@ class NeuralContract(ModelContract):
         monkeypatch.setattr(cls, "_train_epoch", real_epoch)
         resumed = self.make_model(epochs=4).fit(data, options)
         assert [e["epoch"] for e in resumed.training_log] == [1, 2, 3, 4]
+        seconds = [e["seconds"] for e in resumed.training_log]
+        assert seconds == sorted(seconds) and seconds[2] > seconds[1]  # counted on from before the crash
         history = resumed.history_of(data)
         torch.testing.assert_close(resumed.score(history, everyone(data)), uninterrupted.score(history, everyone(data)))

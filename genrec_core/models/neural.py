@@ -225,7 +225,8 @@ class NeuralRecommender(Recommender):
             else:
                 log.warning("%s ignores checkpoint %s: it belongs to another training run", self.name, checkpoint)
         stopped = first_epoch > 0 and self._should_stop(options.validation)
-        started = time.perf_counter()
+        # seconds count on from a resumed checkpoint's, so the log says how long training took, not when it restarted
+        started = time.perf_counter() - (self.training_log[-1]["seconds"] if self.training_log else 0.0)
         with torch.random.fork_rng(devices=[]):
             for epoch in range(first_epoch, epochs):
                 if stopped:
@@ -244,9 +245,9 @@ class NeuralRecommender(Recommender):
                     if entry["val_ndcg"] > best_score:
                         best_score, self.best_epoch = entry["val_ndcg"], epoch + 1
                         best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-                entry["seconds"] = time.perf_counter() - started  # since this fit (re)started, validation included
+                entry["seconds"] = time.perf_counter() - started  # training and validation so far
                 self.training_log.append(entry)
-                log.info("%s", self._progress_line(entry, epochs, first_epoch, options.validation))
+                log.info("%s", self._progress_line(entry, epochs, options.validation))
                 if options.validation is not None and options.validation.on_epoch is not None:
                     options.validation.on_epoch(epoch + 1, entry["val_ndcg"])
                 stopped = self._should_stop(options.validation)
@@ -306,15 +307,12 @@ class NeuralRecommender(Recommender):
         self.expert_weight = best_weight[1]
         log.info("%s linear expert: l2 %s, weight %s", self.name, self.expert_l2, self.expert_weight)
 
-    def _progress_line(
-        self, entry: dict[str, float], epochs: int, first_epoch: int, validation: Validation | None
-    ) -> str:
+    def _progress_line(self, entry: dict[str, float], epochs: int, validation: Validation | None) -> str:
         """One line per epoch: losses, the validation metric and the best so far, seconds, and an ETA (an upper
         bound: the epoch cap, or sooner when early stopping's patience would end the fit first)."""
         epoch = int(entry["epoch"])
-        done = epoch - first_epoch
-        per_epoch = entry["seconds"] / max(done, 1)
-        previous = self.training_log[-2]["seconds"] if len(self.training_log) > 1 and done > 1 else 0.0
+        per_epoch = entry["seconds"] / max(epoch, 1)  # seconds run on across a resume
+        previous = self.training_log[-2]["seconds"] if len(self.training_log) > 1 else 0.0
         remaining = epochs - epoch
         losses = ", ".join(
             f"{key} {value:.4g}"

@@ -384,7 +384,12 @@ def run_auto(split: Split, threads: int, overrides: dict[str, Any] | None = None
 
 
 def run_model(
-    dataset: str, name: str, threads: int, overrides: dict[str, Any] | None = None, tune_trials: int = 0
+    dataset: str,
+    name: str,
+    threads: int,
+    overrides: dict[str, Any] | None = None,
+    tune_trials: int = 0,
+    checkpoints: str | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -415,13 +420,17 @@ def run_model(
         if tune_trials:
             config, result["tuning"] = _tuned(spec.name, config, split, tune_trials, options)
         validation = split.validation(k=20, patience=15)
-        fitted = cls(config).fit(split.interactions("fit"), FitOptions(SEED, "cpu", threads, validation))
+        # with `checkpoints`, a killed run resumes where it stopped (its seconds count on, without the pause)
+        checkpoint_dir = str(Path(checkpoints) / f"{dataset}-{name}") if checkpoints else None
+        fit_options = FitOptions(SEED, "cpu", threads, validation, checkpoint_dir=checkpoint_dir)
+        fitted = cls(config).fit(split.interactions("fit"), fit_options)
         assert isinstance(fitted, NeuralRecommender) and config is not None
         result.update(
             {
                 "config": config.model_dump(),
                 "best_epoch": fitted.best_epoch,
                 "epochs_run": len(fitted.training_log),
+                "checkpointed": checkpoint_dir is not None,  # resumable; its seconds leave any pause out
                 "valid_ndcg@20": max(e.get("val_ndcg", 0.0) for e in fitted.training_log),
                 # time until the best-validation epoch ended, validation passes included
                 "seconds_to_best": round(fitted.training_log[fitted.best_epoch - 1]["seconds"], 2),
@@ -463,7 +472,13 @@ def run_model(
 
 
 def _child(
-    queue: Any, dataset: str, name: str, threads: int, overrides: dict[str, Any] | None, tune_trials: int
+    queue: Any,
+    dataset: str,
+    name: str,
+    threads: int,
+    overrides: dict[str, Any] | None,
+    tune_trials: int,
+    checkpoints: str | None,
 ) -> None:
     import logging
     import sys
@@ -471,7 +486,7 @@ def _child(
     # the child's training progress (one line per epoch, one per selection candidate) goes to stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=f"%(asctime)s %(levelname)s {name}: %(message)s")
     try:
-        queue.put(run_model(dataset, name, threads, (overrides or {}).get(name), tune_trials))
+        queue.put(run_model(dataset, name, threads, (overrides or {}).get(name), tune_trials, checkpoints))
     except BaseException as exc:
         queue.put({"dataset": dataset, "model": name, "error": repr(exc)})
 
@@ -494,6 +509,7 @@ def run(
     threads: int = 2,
     overrides: dict[str, dict[str, Any]] | None = None,
     tune_trials: int = 0,
+    checkpoints: str | None = None,
 ) -> list[dict[str, Any]]:
     """One result per model; `overrides` maps a neural model's name to config fields to change;
     `tune_trials` > 0 replaces a model's fixed settings or grid by an Optuna search of that many trials."""
@@ -501,7 +517,7 @@ def run(
     results = []
     for name in models:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, overrides, tune_trials))
+        proc = ctx.Process(target=_child, args=(queue, dataset, name, threads, overrides, tune_trials, checkpoints))
         proc.start()
         results.append(_result_of(proc, queue, dataset, name))
         proc.join()
