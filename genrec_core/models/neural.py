@@ -90,11 +90,6 @@ class SparseInputNet(nn.Module):
             cache.update(key=key, value=weight.detach().t().contiguous())
         return torch.sparse.mm(x, cache["value"]) + layer.bias
 
-    @staticmethod
-    def trainable_sparse_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-        """`layer(x)` for a sparse `x` while training (gradients reach the weight; nothing cached)."""
-        return torch.sparse.mm(x, layer.weight.t()) + layer.bias
-
 
 class NeuralRecommender(Recommender):
     """Base of the PyTorch models; the config must have epochs, finetune_epochs and batch_size."""
