@@ -161,6 +161,7 @@ def measure(data_file: str, row: Row, threads: int, patience: int) -> dict[str, 
     """Fit `row`'s model on the saved planted data and measure it (runs in a child process)."""
     import torch
 
+    from genrec_core.config import SelectionConfig
     from genrec_core.dev.benchmarks.common import peak_rss_mb
     from genrec_core.dev.benchmarks.quality_bench import _interactions
     from genrec_core.models.base import FitOptions, Validation
@@ -178,7 +179,8 @@ def measure(data_file: str, row: Row, threads: int, patience: int) -> dict[str, 
     history = (fit + valid).tocsr()
     config = model_spec(row.model).parse_config(row.settings) if row.settings else None
     model = build_model(row.model, config)
-    validation = Validation(fit, valid, k=K, patience=patience)
+    # early stopping as the nightly selection stops a candidate: `patience` epochs and its updates' patience
+    validation = Validation(fit, valid, k=K, patience=patience, patience_updates=SelectionConfig().patience_updates)
     model.fit(_interactions(fit), FitOptions(SEED, "cpu", threads, validation if model.spec.iterative else None))
     result: dict[str, Any] = {"label": row.label, "model": row.model, "settings": row.settings}
     if isinstance(model, NeuralRecommender):
