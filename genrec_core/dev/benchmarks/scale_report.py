@@ -36,15 +36,22 @@ def _softmax(row: dict[str, Any]) -> str:
     return "sampled" if row["sampled_softmax"] else "full"
 
 
-def _row(case: dict[str, Any], row: dict[str, Any]) -> list[str]:
+def _label(row: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> str:
+    """The row's label, with the run's `--settings` for its model (e.g. `sansa [weights_per_item=50]`)."""
+    changed = overrides.get(row["model"], {})
+    return row["label"] + (f" [{', '.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
+
+
+def _row(case: dict[str, Any], row: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> list[str]:
+    label = _label(row, overrides)
     if "error" in row:
-        return [f"{case['items']:,}", row["label"], f"failed: {row['error']}", *[""] * 10]
+        return [f"{case['items']:,}", label, f"failed: {row['error']}", *[""] * 10]
     best = (
         f"{_fmt(row.get('seconds_to_best'))} ({row['best_epoch']}/{row['epochs_run']})" if "best_epoch" in row else "–"
     )
     return [
         f"{case['items']:,}",
-        row["label"],
+        label,
         _softmax(row),
         row.get("expert") or "–",
         _fmt(row.get("epoch_seconds")),
@@ -104,7 +111,8 @@ def scale_section(records: Records) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes: list[str] = []
     for name, record, case in cases:
-        lines += ["| " + " | ".join(_row(case, row)) + " |" for row in case["rows"]]
+        overrides = record["result"].get("settings") or {}
+        lines += ["| " + " | ".join(_row(case, row, overrides)) + " |" for row in case["rows"]]
         notes += _checks(case)
         notes.append(
             f"- {case['items']:,} items: {case['users']:,} users, {case['fit_interactions']:,} fit interactions "
