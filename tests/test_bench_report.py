@@ -139,12 +139,20 @@ def test_the_scale_table_and_plot_show_every_case_and_the_comparisons(tmp_path):
         ],
         "checks": {"sampled_vs_full": {"recall_ratio": 0.9933, "epoch_seconds_ratio": 0.061}},
     }
-    result = {"k": 20, "events_per_user": 40, "epochs_cap": 30, "patience": 5, "cases": [case]}
+    result = {
+        "k": 20,
+        "events_per_user": 40,
+        "epochs_cap": 30,
+        "patience": 5,
+        "settings": {"sansa": {"weights_per_item": 50}},
+        "cases": [case],
+    }
     record.save("scale", "10k-users-100k-items", result, ["bench", "scale", "--save"], root=tmp_path)
     lines = report.sections(report.named_records(tmp_path))["scale"]
     text = "\n".join(lines)
     assert "| 100,000 | mult_vae/sampled | sampled | – | 3.500 | 30.000 (7/12) |" in text
     assert "| 100,000 | item_knn | failed: MemoryError() |" in text
+    assert "| 100,000 | sansa [weights_per_item=50] | – | – | – | – | 12.500 |" in text  # the run's --settings
     assert "sampled vs full softmax (Mult-VAE): recall@20 ratio 0.993, epoch seconds ratio 0.061" in text
     plots = report.draw_plots(report.named_records(tmp_path), tmp_path / "docs")
     assert [p.name for p in plots] == ["bench-scale.png"] and plots[0].stat().st_size > 5000
