@@ -24,7 +24,7 @@ from genrec_core.models.base import FitOptions
 from genrec_core.models.sasrec import SASRecConfig
 from genrec_core.models.sasrec.model import SASRec
 from genrec_core.ranking.metrics import evaluate
-from genrec_core.ranking.topk import iter_top_k
+from genrec_core.ranking.topk import chunk_rows, iter_top_k
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     if args.device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    scored = sum(len(chunk.users) for chunk in iter_top_k(model, history, users, 10, 4096))
+    scored = sum(len(chunk.users) for chunk in iter_top_k(model, history, users, 10, chunk_rows(history.shape[1])))
     if args.device == "cuda":
         torch.cuda.synchronize()
     users_per_s = scored / (time.perf_counter() - started)

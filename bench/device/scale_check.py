@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from genrec_core.dev.benchmarks.quality_bench import _interactions
+from genrec_core.dev.benchmarks.quality_bench import interactions_of
 from genrec_core.dev.benchmarks.scale_bench import draw
 from genrec_core.models.base import FitOptions
 from genrec_core.models.mult_vae import MultVAEConfig
@@ -60,7 +60,7 @@ def main() -> None:
     history = data.history
     draw_seconds = time.perf_counter() - started
     config = MultVAEConfig(hidden_dim=args.hidden, epochs=1, linear_expert=False)  # the default threshold samples
-    model = MultVAE(config).fit(_interactions(data.fit), FitOptions(seed=0, device=args.device))
+    model = MultVAE(config).fit(interactions_of(data.fit), FitOptions(seed=0, device=args.device))
     epoch_seconds = model.training_log[0]["train_seconds"]
     users = np.flatnonzero(np.diff(history.indptr) > 0)
     chunk = chunk_rows(args.items, 0, args.budget_mb)

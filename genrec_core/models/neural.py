@@ -158,21 +158,20 @@ class NeuralRecommender(Recommender):
         self,
         x_all: sp.csr_matrix,
         order: np.ndarray,
-        optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+        optimizers: Sequence[torch.optim.Optimizer],
         loss_of: Callable[[torch.Tensor], torch.Tensor],
     ) -> float:
         """One pass of updates over the users in `order` with `loss_of(batch)`; returns the mean loss.
         Gradients of every parameter are cleared, so only the given optimizers' parameters ever move."""
         assert self.net is not None
-        steps = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
         total = 0.0
         for batch in self.batches(x_all, order):
             with self.autocast():
                 loss = loss_of(batch)
             self.net.zero_grad(set_to_none=True)
             loss.backward()
-            for step in steps:
-                step.step()
+            for optimizer in optimizers:
+                optimizer.step()
             self._step += 1
             total += float(loss.detach()) * batch.shape[0]
         return total / max(len(order), 1)

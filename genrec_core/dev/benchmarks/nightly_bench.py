@@ -205,7 +205,7 @@ def _references(data: Any, settings: Any, users: np.ndarray, k: int, names: tupl
     pipeline would (days before D), scored with the window's history through D, seen items masked."""
     from genrec_core.models.base import FitOptions
     from genrec_core.models.registry import build_model
-    from genrec_core.ranking.topk import iter_top_k
+    from genrec_core.ranking.topk import chunk_rows, iter_top_k
 
     train, _, full = data.split()
     extract_users = data.vocabularies()[0].ids
@@ -218,7 +218,7 @@ def _references(data: Any, settings: Any, users: np.ndarray, k: int, names: tupl
         top = np.full((len(users), k), -1, dtype=np.int64)
         position = {row: i for i, row in enumerate(rows)}
         history = sp.csr_matrix(model.history_of(full))
-        for chunk in iter_top_k(model, history, rows, k, 4096):
+        for chunk in iter_top_k(model, history, rows, k, chunk_rows(history.shape[1])):
             picked = np.where(chunk.items >= 0, item_index[np.maximum(chunk.items, 0)], -1)
             top[[position[r] for r in chunk.users]] = picked
         out[name] = top

@@ -165,8 +165,8 @@ class Split:
     def interactions(self, part: str) -> Any:
         """`part` ("train" or "fit") as Interactions, with its time order when known."""
         if part == "train":
-            return _interactions(self.train, self.train_order)
-        return _interactions(self.fit, self.fit_order)
+            return interactions_of(self.train, self.train_order)
+        return interactions_of(self.fit, self.fit_order)
 
     def validation(self, **settings: Any) -> Any:
         from genrec_core.models.base import Validation
@@ -307,7 +307,7 @@ def _metrics(model: Any, history: sp.csr_matrix, targets: sp.csr_matrix) -> dict
     return {name: m[name] for name in names}
 
 
-def _interactions(matrix: sp.csr_matrix, order: sp.csr_matrix | None = None) -> Any:
+def interactions_of(matrix: sp.csr_matrix, order: sp.csr_matrix | None = None) -> Any:
     from genrec_core.data.interactions import Interactions, Vocabulary
 
     return Interactions(
@@ -367,7 +367,7 @@ def run_auto(split: Split, threads: int, overrides: dict[str, Any] | None = None
 
     settings = load_settings(model=AUTO, k=20, seed=SEED, **(overrides or {}))
     options = FitOptions(seed=SEED, threads=threads)
-    chosen = select(settings, split.interactions("fit"), _interactions(split.valid), "validation carve", options)
+    chosen = select(settings, split.interactions("fit"), interactions_of(split.valid), "validation carve", options)
     spec = variant(chosen.winner)[0]
     model = build_model(spec.name, spec.parse_config(chosen.config)).fit(split.interactions("train"), options)
     return {
@@ -441,10 +441,10 @@ def run_model(
         if all(key in fitted.training_log[0] for key in gan_curves):  # the adversarial game, epoch by epoch
             result["gan_curves"] = {key: [round(e[key], 4) for e in fitted.training_log] for key in gan_curves}
         if isinstance(fitted, CFGAN):
-            fitted.use_item_columns(_interactions(split.train))  # item mode's input: all of train, as a history is
+            fitted.use_item_columns(interactions_of(split.train))  # item mode's input: all of train, as a history is
         if fitted.expert is not None:
             # like the tuned baselines: settings chosen on validation, the closed-form part refitted on all of train
-            fitted.refit_expert(_interactions(split.train), options)
+            fitted.refit_expert(interactions_of(split.train), options)
             result["expert"] = {"l2": fitted.expert_l2, "weight": fitted.expert_weight}
         model = fitted
         train_seconds = model.fit_seconds

@@ -163,7 +163,7 @@ def measure(data_file: str, row: Row, threads: int, patience: int) -> dict[str, 
 
     from genrec_core.config import SelectionConfig
     from genrec_core.dev.benchmarks.common import peak_rss_mb
-    from genrec_core.dev.benchmarks.quality_bench import _interactions
+    from genrec_core.dev.benchmarks.quality_bench import interactions_of
     from genrec_core.models.base import FitOptions, Validation
     from genrec_core.models.neural import NeuralRecommender
     from genrec_core.models.registry import build_model, model_spec
@@ -181,7 +181,7 @@ def measure(data_file: str, row: Row, threads: int, patience: int) -> dict[str, 
     model = build_model(row.model, config)
     # early stopping as the nightly selection stops a candidate: `patience` epochs and its updates' patience
     validation = Validation(fit, valid, k=K, patience=patience, patience_updates=SelectionConfig().patience_updates)
-    model.fit(_interactions(fit), FitOptions(SEED, "cpu", threads, validation if model.spec.iterative else None))
+    model.fit(interactions_of(fit), FitOptions(SEED, "cpu", threads, validation if model.spec.iterative else None))
     result: dict[str, Any] = {"label": row.label, "model": row.model, "settings": row.settings}
     if isinstance(model, NeuralRecommender):
         log = model.training_log

@@ -83,6 +83,10 @@ class RecVAENet(SparseInputNet):
         self.decoder = nn.Linear(latent_dim, n_items)
         self.register_buffer("log_prior_weights", torch.log(torch.tensor(prior_weights, dtype=torch.float32)))
 
+    def item_parameters(self) -> list[torch.Tensor]:
+        """The parameters with one row per item (sparse gradients under a sampled softmax)."""
+        return [self.encoder.first.item_weight, self.decoder.weight]
+
     def update_prior(self) -> None:
         self.prior_encoder.load_state_dict(self.encoder.state_dict())
 
@@ -134,7 +138,7 @@ class RecVAE(NeuralRecommender):
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         assert isinstance(self.net, RecVAENet)
         net = self.net
-        rows = [net.encoder.first.item_weight, net.decoder.weight] if self.sampling else []
+        rows = net.item_parameters() if self.sampling else []
         groups = {"encoder": net.encoder.parameters(), "decoder": net.decoder.parameters()}
         return row_sparse_optimizers(groups, rows, self.config.learning_rate)
 
