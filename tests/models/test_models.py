@@ -357,6 +357,24 @@ class TestSANSAIncomplete(ModelContract):
     def make_model(cls) -> Recommender:
         return SANSA(SANSAConfig(l2=10.0, weights_per_item=6, factorizer="icf"))
 
+    def test_items_without_events_get_zero_weights_and_leave_the_rest_unchanged(self, data):
+        """sansa's incomplete factorisation mixes other columns into an item with no events (and scans the whole
+        matrix for it); the fit leaves such items out, so the others' weights equal a fit without them."""
+        spaced = np.arange(data.n_items) * 2  # every other item has no event
+        x = data.matrix.tocoo()
+        wide = Interactions(
+            sp.csr_matrix((x.data, (x.row, spaced[x.col])), shape=(data.n_users, 2 * data.n_items)),
+            data.users,
+            Vocabulary(np.array([f"i{j}" for j in range(2 * data.n_items)], dtype=object)),
+        )
+        config = SANSAConfig(l2=10.0, weights_per_item=6, factorizer="icf")
+        narrow_w1, narrow_w2 = SANSA(config).fit(data, OPTIONS).factors
+        wide_w1, wide_w2 = SANSA(config).fit(wide, OPTIONS).factors
+        for narrow, w in ((narrow_w1, wide_w1), (narrow_w2, wide_w2)):
+            np.testing.assert_allclose(w[spaced][:, spaced].toarray(), narrow.toarray(), rtol=1e-5, atol=1e-6)
+            empty = np.setdiff1d(np.arange(2 * data.n_items), spaced)
+            assert w[empty].nnz == 0 and w[:, empty].nnz == 0
+
 
 class TestItemKNN(ModelContract):
     @classmethod

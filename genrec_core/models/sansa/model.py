@@ -34,17 +34,29 @@ class SANSA(Recommender):
         self.factors: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
 
     def _fit(self, train: Interactions, options: FitOptions) -> None:
+        x = train.binary().astype(np.float32)
+        seen = np.flatnonzero(x.getnnz(axis=0))
+        w1, w2 = self._factorise(sp.csr_matrix(x[:, seen]))
+        self.factors = (_spread(w1, seen, train.n_items), _spread(w2, seen, train.n_items))
+
+    def _factorise(self, x: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """sansa's two factors for a history whose every item has an event.
+
+        An item without one has no diagonal in the Gram matrix, and sansa's incomplete factorisation (1.1.0) then
+        scans column j from the matrix's first entry instead of its own: minutes instead of a second at 100k items,
+        and entries of other columns added into j. Such items get zero weights, as in EASE, after the fit."""
         sansa = _import_sansa()
         c = self.config
+        n_items = x.shape[1]
         factorizer = (
             sansa.CHOLMODGramianFactorizerConfig()
-            if c.factorizer_for(train.n_items) == "cholmod"
+            if c.factorizer_for(n_items) == "cholmod"
             else sansa.ICFGramianFactorizerConfig()
         )
         model = sansa.SANSA(
             sansa.SANSAConfig(
                 l2=c.l2,
-                weight_matrix_density=c.density(train.n_items),
+                weight_matrix_density=c.density(n_items),
                 gramian_factorizer_config=factorizer,
                 lower_triangle_inverter_config=sansa.UMRUnitLowerTriangleInverterConfig(
                     scans=c.scans, finetune_steps=c.finetune_steps
@@ -52,9 +64,9 @@ class SANSA(Recommender):
             )
         )
         with _level("sansa", logging.WARNING), _objects_frozen():
-            model.fit(train.binary().astype(np.float32))
+            model.fit(x)
         w1, w2 = model.weights
-        self.factors = (sp.csr_matrix(w1, dtype=np.float32), sp.csr_matrix(w2, dtype=np.float32))
+        return sp.csr_matrix(w1, dtype=np.float32), sp.csr_matrix(w2, dtype=np.float32)
 
     @torch.no_grad()
     def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
@@ -89,6 +101,14 @@ class SANSA(Recommender):
             for name in _FACTORS
         )
         self.factors = (w1, w2)
+
+
+def _spread(factor: sp.csr_matrix, items: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """`factor` over the sub-catalogue `items` as an n_items x n_items matrix, zero elsewhere."""
+    entries = factor.tocoo()
+    return sp.csr_matrix(
+        (entries.data, (items[entries.row], items[entries.col])), shape=(n_items, n_items), dtype=np.float32
+    )
 
 
 def _import_sansa() -> Any:
