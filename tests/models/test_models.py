@@ -357,6 +357,19 @@ class TestSANSAIncomplete(ModelContract):
     def make_model(cls) -> Recommender:
         return SANSA(SANSAConfig(l2=10.0, weights_per_item=6, factorizer="icf"))
 
+    def test_l2_means_eases_l2_though_sansa_normalises_the_columns(self, data):
+        """EASE's weights are unchanged when every user is counted twice and l2 doubled; sansa's ICF normalises
+        the Gram matrix's columns, so the fit scales l2 to it by the mean item count to keep that property."""
+        twice = Interactions(
+            sp.vstack([data.matrix, data.matrix]).tocsr(),
+            Vocabulary(np.array([f"u{j}" for j in range(2 * data.n_users)], dtype=object)),
+            data.items,
+        )
+        once = SANSA(SANSAConfig(l2=10.0, weights_per_item=6, factorizer="icf")).fit(data, OPTIONS).factors
+        doubled = SANSA(SANSAConfig(l2=20.0, weights_per_item=6, factorizer="icf")).fit(twice, OPTIONS).factors
+        for a, b in zip(once, doubled):
+            np.testing.assert_allclose(a.toarray(), b.toarray(), rtol=1e-4, atol=1e-6)
+
     def test_items_without_events_get_zero_weights_and_leave_the_rest_unchanged(self, data):
         """sansa's incomplete factorisation mixes other columns into an item with no events (and scans the whole
         matrix for it); the fit leaves such items out, so the others' weights equal a fit without them."""

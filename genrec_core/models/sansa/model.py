@@ -48,14 +48,11 @@ class SANSA(Recommender):
         sansa = _import_sansa()
         c = self.config
         n_items = x.shape[1]
-        factorizer = (
-            sansa.CHOLMODGramianFactorizerConfig()
-            if c.factorizer_for(n_items) == "cholmod"
-            else sansa.ICFGramianFactorizerConfig()
-        )
+        incomplete = c.factorizer_for(n_items) == "icf"
+        factorizer = sansa.ICFGramianFactorizerConfig() if incomplete else sansa.CHOLMODGramianFactorizerConfig()
         model = sansa.SANSA(
             sansa.SANSAConfig(
-                l2=c.l2,
+                l2=c.l2 / _mean_item_count(x) if incomplete else c.l2,
                 weight_matrix_density=c.density(n_items),
                 gramian_factorizer_config=factorizer,
                 lower_triangle_inverter_config=sansa.UMRUnitLowerTriangleInverterConfig(
@@ -101,6 +98,13 @@ class SANSA(Recommender):
             for name in _FACTORS
         )
         self.factors = (w1, w2)
+
+
+def _mean_item_count(x: sp.csr_matrix) -> float:
+    """The mean diagonal of the Gram matrix of binary `x`: the scale of EASE's l2. Before an incomplete
+    factorisation sansa scales every column of X to unit norm (a unit diagonal), so an l2 meant for the raw
+    Gram matrix is divided by this to mean about the same there."""
+    return float(x.nnz) / max(x.shape[1], 1)
 
 
 def _spread(factor: sp.csr_matrix, items: np.ndarray, n_items: int) -> sp.csr_matrix:
