@@ -64,6 +64,12 @@ class SelectionConfig(_Section):
         description="...and at least this many optimizer updates (a small data set's epoch is a few updates, "
         "its validation curve noisy: slow learners were cut short at 5 epochs)",
     )
+    validation_users: int = Field(
+        5_000,
+        ge=0,
+        description="a neural candidate's early stopping judges at most this many users of day D-1 (a fixed "
+        "sample; 0: all): each check ranks every item for each, as costly as the epoch's updates at 1M items",
+    )
     max_epochs: int = Field(
         200,
         ge=1,

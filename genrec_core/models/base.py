@@ -46,11 +46,25 @@ class Validation:
     # called after each epoch's validation with (epoch, NDCG@k); it may raise to abandon the fit (pruning)
     on_epoch: Callable[[int, float], None] | None = None
     order: sp.csr_matrix | None = None  # the history's time order (Interactions.order), for a sequential model
+    # judge early stopping on at most this many users with targets (0: all), a fixed sample: each validation
+    # ranks every item for every judged user, which at a million items costs more than the epoch's updates
+    max_users: int = 0
 
     @classmethod
     def between(cls, history: Interactions, targets: Interactions, **settings: Any) -> Validation:
         """Validation of lists built from `history` (with its time order when it has one) against `targets`."""
         return cls(history.matrix, targets.matrix, order=history.order, **settings)
+
+    def judged_targets(self) -> sp.csr_matrix:
+        """`targets` with only the judged users' rows kept: all of them, or a seeded sample of `max_users`."""
+        users = np.flatnonzero(np.diff(self.targets.indptr) > 0)
+        if self.max_users <= 0 or len(users) <= self.max_users:
+            return self.targets
+        kept = np.zeros(self.targets.shape[0], dtype=self.targets.dtype)
+        kept[np.random.default_rng(0).choice(users, self.max_users, replace=False)] = 1
+        judged = sp.csr_matrix(sp.diags(kept) @ self.targets)
+        judged.eliminate_zeros()
+        return judged
 
     def history_for(self, model: Recommender) -> sp.csr_matrix:
         """The history rows `model` scores from: the time order for a sequential model, else `history`."""

@@ -422,7 +422,7 @@ class NeuralRecommender(Recommender):
         assert self.net is not None
         self.net.eval()
         scorer = model or self
-        metrics = evaluate(scorer, validation.history_for(scorer), validation.targets, validation.k)
+        metrics = evaluate(scorer, validation.history_for(scorer), validation.judged_targets(), validation.k)
         return float(metrics[f"ndcg@{validation.k}"] or 0.0)
 
     def input_rows(self, history: sp.csr_matrix, device: str) -> torch.Tensor:

@@ -289,6 +289,7 @@ def _fit(
         k=settings.k,
         patience=settings.selection.patience,
         patience_updates=settings.selection.patience_updates,
+        max_users=settings.selection.validation_users,
         on_epoch=on_epoch,
     )
     run_options = replace(

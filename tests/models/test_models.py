@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec_core.data.interactions import Interactions, Vocabulary
-from genrec_core.models.base import FitOptions, Recommender
+from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.models.cfgan import CFGANConfig
 from genrec_core.models.cfgan.model import CFGAN
 from genrec_core.models.ease import EASEConfig
@@ -439,3 +439,20 @@ def test_mult_vae_early_stopping_restores_the_best_validation_epoch():
     assert model.best_epoch == next(e["epoch"] for e in log if e["val_ndcg"] == best)
     assert len(log) == 40 or len(log) - model.best_epoch == 3  # stopped after `patience` epochs without gain
     assert evaluate(model, fit, valid, 5)["ndcg@5"] == pytest.approx(best)
+
+
+def test_validation_judges_a_fixed_sample_of_at_most_max_users():
+    rng = np.random.default_rng(3)
+    targets = sp.csr_matrix((rng.random((40, 30)) < 0.2).astype(np.float32))
+    targets[5] = 0  # a user with no targets is never judged
+    targets.eliminate_zeros()
+    history = sp.csr_matrix((40, 30), dtype=np.float32)
+    with_targets = set(np.flatnonzero(np.diff(targets.indptr) > 0))
+    assert Validation(history, targets).judged_targets() is targets
+    assert Validation(history, targets, max_users=len(with_targets)).judged_targets() is targets
+    judged = Validation(history, targets, max_users=10).judged_targets()
+    users = np.flatnonzero(np.diff(judged.indptr) > 0)
+    assert len(users) == 10 and set(users) <= with_targets
+    assert (judged[users] != targets[users]).nnz == 0  # a judged user keeps every target
+    again = Validation(history, targets, max_users=10).judged_targets()
+    assert (again != judged).nnz == 0

@@ -180,7 +180,15 @@ def measure(data_file: str, row: Row, threads: int, patience: int) -> dict[str, 
     config = model_spec(row.model).parse_config(row.settings) if row.settings else None
     model = build_model(row.model, config)
     # early stopping as the nightly selection stops a candidate: `patience` epochs and its updates' patience
-    validation = Validation(fit, valid, k=K, patience=patience, patience_updates=SelectionConfig().patience_updates)
+    selection = SelectionConfig()
+    validation = Validation(
+        fit,
+        valid,
+        k=K,
+        patience=patience,
+        patience_updates=selection.patience_updates,
+        max_users=selection.validation_users,
+    )
     model.fit(interactions_of(fit), FitOptions(SEED, "cpu", threads, validation if model.spec.iterative else None))
     result: dict[str, Any] = {"label": row.label, "model": row.model, "settings": row.settings}
     if isinstance(model, NeuralRecommender):
