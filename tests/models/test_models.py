@@ -320,12 +320,22 @@ class TestSANSA(ModelContract):
         return SANSA(SANSAConfig(l2=10.0, weights_per_item=6))
 
     def test_with_every_weight_kept_it_is_ease(self, data):
-        """At density 1 nothing is pruned: the factors multiply to EASE's closed form."""
-        sansa = SANSA(SANSAConfig(l2=10.0, weights_per_item=data.n_items)).fit(data, OPTIONS)
+        """At density 1 nothing is pruned: with L's inverse refined, the factors multiply to EASE's closed form."""
+        config = SANSAConfig(l2=10.0, weights_per_item=data.n_items, scans=1, finetune_steps=5)
+        sansa = SANSA(config).fit(data, OPTIONS)
         ease = EASE(EASEConfig(l2=10.0)).fit(data, OPTIONS)
         w1, w2 = sansa.factors
         np.testing.assert_allclose((w1 @ w2).toarray() + np.eye(data.n_items), ease.weights.numpy(), atol=2e-3)
         np.testing.assert_allclose(sansa.score(data.matrix).numpy(), ease.score(data.matrix).numpy(), atol=5e-3)
+
+    def test_without_sweeps_the_inverse_is_sansas_first_schultz_step(self):
+        from sansa.core._ops._inverse_ops import s1
+
+        from genrec_core.models.sansa.model import _SchultzStep
+
+        lower = sp.csc_matrix(np.array([[1.0, 0, 0], [0.2, 1, 0], [-0.1, 0.3, 1]], dtype=np.float32))
+        np.testing.assert_array_equal(_SchultzStep().invert(lower).toarray(), s1(lower).toarray())
+        np.testing.assert_allclose((lower @ _SchultzStep().invert(lower)).toarray(), np.eye(3), atol=0.1)
 
     def test_auto_factorises_incompletely_at_low_density_as_the_authors_advise(self):
         config = SANSAConfig(weights_per_item=200)
