@@ -148,8 +148,13 @@ def test_the_scale_table_and_plot_show_every_case_and_the_comparisons(tmp_path):
         "cases": [case],
     }
     record.save("scale", "10k-users-100k-items", result, ["bench", "scale", "--save"], root=tmp_path)
-    lines = report.sections(report.named_records(tmp_path))["scale"]
+    records = report.named_records(tmp_path)
+    lines = report.sections(records)["scale"]
     text = "\n".join(lines)
+    commit = (records[0][1]["commit"] or "?")[:7]
+    assert [line for line in lines if line.startswith("| 100,000")] and all(
+        line.endswith(f"| {commit} |") for line in lines if line.startswith("| 100,000")
+    )  # each row names the commit it was measured at
     assert "| 100,000 | mult_vae/sampled | sampled | – | 3.500 | 30.000 (7/12) |" in text
     assert "| 100,000 | item_knn | failed: MemoryError() |" in text
     assert "| 100,000 | sansa [weights_per_item=50] | – | – | – | – | 12.500 |" in text  # the run's --settings

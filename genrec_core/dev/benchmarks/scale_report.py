@@ -42,10 +42,11 @@ def _label(row: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> str:
     return row["label"] + (f" [{', '.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
 
 
-def _row(case: dict[str, Any], row: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> list[str]:
-    label = _label(row, overrides)
+def _row(case: dict[str, Any], row: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    label = _label(row, record["result"].get("settings") or {})
+    commit = (record.get("commit") or "?")[:7]
     if "error" in row:
-        return [f"{case['items']:,}", label, f"failed: {row['error']}", *[""] * 10]
+        return [f"{case['items']:,}", label, f"failed: {row['error']}", *[""] * 10, commit]
     best = (
         f"{_fmt(row.get('seconds_to_best'))} ({row['best_epoch']}/{row['epochs_run']})" if "best_epoch" in row else "–"
     )
@@ -63,6 +64,7 @@ def _row(case: dict[str, Any], row: dict[str, Any], overrides: dict[str, dict[st
         _fmt(row[f"recall@{K}"], 4),
         _fmt(row["recall_vs_best"]),
         _fmt(row[f"ndcg@{K}"], 4),
+        commit,
     ]
 
 
@@ -107,12 +109,12 @@ def scale_section(records: Records) -> list[str]:
         f"R@{K}",
         "/ best",
         f"N@{K}",
+        "commit",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes: list[str] = []
     for name, record, case in cases:
-        overrides = record["result"].get("settings") or {}
-        lines += ["| " + " | ".join(_row(case, row, overrides)) + " |" for row in case["rows"]]
+        lines += ["| " + " | ".join(_row(case, row, record)) + " |" for row in case["rows"]]
         notes += _checks(case)
         notes.append(
             f"- {case['items']:,} items: {case['users']:,} users, {case['fit_interactions']:,} fit interactions "
