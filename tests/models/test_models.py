@@ -367,9 +367,10 @@ class TestSANSAIncomplete(ModelContract):
     def make_model(cls) -> Recommender:
         return SANSA(SANSAConfig(l2=10.0, weights_per_item=6, factorizer="icf"))
 
-    def test_l2_means_eases_l2_though_sansa_normalises_the_columns(self, data):
-        """EASE's weights are unchanged when every user is counted twice and l2 doubled; sansa's ICF normalises
-        the Gram matrix's columns, so the fit scales l2 to it by the mean item count to keep that property."""
+    def test_l2_means_eases_l2_though_sansa_rescales_the_gram_matrix(self, data):
+        """EASE's weights are unchanged when every user is counted twice and l2 doubled; before ICF sansa rescales
+        each item by the square root of its Gram row's norm, so the fit divides l2 by the mean item count to keep
+        that property."""
         twice = Interactions(
             sp.vstack([data.matrix, data.matrix]).tocsr(),
             Vocabulary(np.array([f"u{j}" for j in range(2 * data.n_users)], dtype=object)),
