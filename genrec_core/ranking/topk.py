@@ -134,13 +134,26 @@ def iter_top_k(
             scores = model.score_prepared(prepared).float()
             if item_mask is not None and ineligible is None:
                 ineligible = torch.from_numpy(~item_mask).to(scores.device)
-            if ineligible is not None:
-                scores.masked_fill_(ineligible, float("-inf"))
-            if len(seen_rows):
-                scores[seen_rows.to(scores.device), seen_cols.to(scores.device)] = float("-inf")
-            top, values = deterministic_top_k(scores, k_eff)
+            items, top_scores = masked_top_k(scores, seen_rows, seen_cols, k_eff, ineligible)
             del scores  # free the chunk's score matrix before the next one is computed
-            items = top.cpu().numpy().astype(np.int64)
-            top_scores = values.cpu().numpy().astype(np.float32)
-            items[~np.isfinite(top_scores)] = -1
             yield TopKChunk(rows, items, top_scores)
+
+
+def masked_top_k(
+    scores: torch.Tensor,
+    seen_rows: torch.Tensor,
+    seen_cols: torch.Tensor,
+    k: int,
+    ineligible: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(items, scores) [rows, k] of a chunk's scores with the (row, item) pairs seen and the ineligible items
+    excluded, in place: -inf, and -1 items where fewer than k were left."""
+    if ineligible is not None:
+        scores.masked_fill_(ineligible, float("-inf"))
+    if len(seen_rows):
+        scores[seen_rows.to(scores.device), seen_cols.to(scores.device)] = float("-inf")
+    top, values = deterministic_top_k(scores, k)
+    items = top.cpu().numpy().astype(np.int64)
+    top_scores = values.cpu().numpy().astype(np.float32)
+    items[~np.isfinite(top_scores)] = -1
+    return items, top_scores

@@ -139,6 +139,19 @@ class TestRecVAEWithLinearExpert(LinearExpertChecks, NeuralContract):
         assert not torch.equal(before, model.expert.weights)
         torch.testing.assert_close(model.expert.weights, expected)
 
+    def test_the_one_pass_weight_search_scores_each_weight_as_its_own_evaluation(self, fitted, data):
+        from genrec_core.models.neural import EXPERT_WEIGHT_GRID
+
+        held_out = sp.csr_matrix(np.random.default_rng(4).random(data.matrix.shape) < 0.2, dtype=np.float32)
+        validation = Validation(data.matrix, held_out, k=5, max_users=25)
+        one_pass = fitted._expert_weight_ndcgs(validation, EXPERT_WEIGHT_GRID)
+        each = []
+        for weight in EXPERT_WEIGHT_GRID:
+            fitted.expert_weight = weight
+            each.append(fitted._validation_ndcg(validation))
+        fitted.expert_weight = 3.0
+        assert one_pass == each and len(set(each)) > 1  # the weights do change the lists
+
 
 class TestRecVAEWithSANSAExpert(NeuralContract):
     """Above `expert_max_items` the expert is SANSA: EASE's weights as sparse factors, no items^2 matrix."""
@@ -155,6 +168,22 @@ class TestRecVAEWithSANSAExpert(NeuralContract):
         sansa = SANSA(SANSAConfig(l2=10.0)).fit(data, OPTIONS)
         expected = torch.log_softmax(plain.score(data.matrix), dim=1) + 3.0 * sansa.score(data.matrix)
         torch.testing.assert_close(fitted.score(data.matrix), expected, atol=1e-4, rtol=1e-4)
+
+    def test_sansa_keeps_the_default_l2_and_the_weight_is_chosen(self, data, monkeypatch):
+        from genrec_core.models.neural import DEFAULT_EXPERT_L2, EXPERT_WEIGHT_GRID
+
+        fits = []
+        original = SANSA._fit
+
+        def counted(model, *args):
+            fits.append(model.config.l2)
+            return original(model, *args)
+
+        monkeypatch.setattr(SANSA, "_fit", counted)
+        model = self.make_model(expert_l2=None, expert_weight=None, epochs=2)
+        model.fit(data, FitOptions(seed=1, threads=2, validation=Validation(data.matrix, data.matrix, k=5)))
+        assert fits == [DEFAULT_EXPERT_L2] and model.expert_l2 == DEFAULT_EXPERT_L2
+        assert model.expert_weight in EXPERT_WEIGHT_GRID
 
 
 SMALL_CFGAN = {
