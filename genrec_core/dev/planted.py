@@ -104,12 +104,15 @@ class PlantedLog:
     days: dict[dt.date, pa.Table] = field(default_factory=dict)  # raw rows per day, in the log contract
     pairs: dict[dt.date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # (user, item) per day
 
-    def probabilities(self, users: np.ndarray, day: dt.date) -> np.ndarray:
-        """p(i | u) of every item for `users` on `day` (0 for items not launched yet)."""
+    def day_topics(self, day: dt.date) -> np.ndarray:
+        """φ on `day` [topics, items]: each topic's distribution over the items launched by then."""
         offset = (day - self.spec.first_day).days
         phi = np.where(self.launch_day[None, :] <= offset, self.topic_items, 0.0)
-        phi = phi / phi.sum(axis=1, keepdims=True)
-        return self.user_topics[users] @ phi
+        return phi / phi.sum(axis=1, keepdims=True)
+
+    def probabilities(self, users: np.ndarray, day: dt.date) -> np.ndarray:
+        """p(i | u) of every item for `users` on `day` (0 for items not launched yet)."""
+        return self.user_topics[users] @ self.day_topics(day)
 
     def interactions(self, first: dt.date, last: dt.date) -> sp.csr_matrix:
         """Binary [users, items] of every (user, item) with an event on days first..last."""
@@ -166,36 +169,33 @@ class PlantedLog:
         a bound no model reaches from a finite history.
         """
         out = np.empty((len(users), k), dtype=np.int64)
+        phi = self.day_topics(day)
+        weights = self.user_topics[users] if knowing_users else self.posterior_topics(users, seen, day)
         size = user_chunk(self.spec.items)
         for start in range(0, len(users), size):
-            chunk = users[start : start + size]
+            chunk = slice(start, start + size)
+            probs = weights[chunk] @ phi
+            rows = seen[users[chunk]]
+            probs[np.repeat(np.arange(len(probs)), np.diff(rows.indptr)), rows.indices] = 0.0
             if knowing_users:
-                probs = self.unseen_probabilities(chunk, seen, day)
-            else:
-                probs = self._predictive(chunk, seen, day)
+                probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-300)  # as unseen_probabilities
             probs[probs == 0.0] = -1.0  # seen or not launched: never listed ahead of a possible item
-            out[start : start + len(chunk)] = stable_top_k(probs, k)
+            out[chunk] = stable_top_k(probs, k)
         return out
-
-    def _predictive(self, users: np.ndarray, seen: sp.csr_matrix, day: dt.date) -> np.ndarray:
-        offset = (day - self.spec.first_day).days
-        phi = np.where(self.launch_day[None, :] <= offset, self.topic_items, 0.0)
-        probs = self.posterior_topics(users, seen, day) @ (phi / phi.sum(axis=1, keepdims=True))
-        rows = seen[users]
-        probs[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = 0.0
-        return probs
 
     def captured_mass(self, users: np.ndarray, lists: np.ndarray, seen: sp.csr_matrix, day: dt.date) -> np.ndarray:
         """Per user, the probability that their next new item on `day` is in their list (-1 entries count 0):
         the expected hit rate of the list, free of the sampling noise of one day's events."""
-        out = np.empty(len(users))
-        size = user_chunk(self.spec.items)
-        for start in range(0, len(users), size):
-            chunk = slice(start, start + size)
-            probs = self.unseen_probabilities(users[chunk], seen, day)
-            top = lists[chunk]
-            out[chunk] = np.where(top >= 0, np.take_along_axis(probs, np.maximum(top, 0), axis=1), 0.0).sum(axis=1)
-        return out
+        from genrec_core.ranking.metrics import hit_matrix
+
+        phi = self.day_topics(day)
+        weights = self.user_topics[users]
+        rows = seen[users].tocoo()
+        seen_mass = np.bincount(rows.row, (weights[rows.row] * phi[:, rows.col].T).sum(axis=1), minlength=len(users))
+        top = np.maximum(lists, 0)
+        listed = np.einsum("ut,tuk->uk", weights, phi[:, top])
+        listed[(lists < 0) | hit_matrix(top, seen[users])] = 0.0  # padding, and seen items (probability 0)
+        return listed.sum(axis=1) / np.maximum(weights.sum(axis=1) - seen_mass, 1e-300)
 
 
 def plant(spec: PlantedSpec, extra_days: int = 0) -> PlantedLog:
@@ -240,25 +240,19 @@ def plant_topics(spec: PlantedSpec, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def _draw_items(log: PlantedLog, users: np.ndarray, day: dt.date, rng: np.random.Generator) -> np.ndarray:
-    """One item per entry of `users`, each from its user's planted distribution (inverse CDF, in chunks)."""
-    items = np.empty(len(users), dtype=np.int64)
-    order = np.argsort(users, kind="stable")
-    sorted_users = users[order]
-    distinct, starts = np.unique(sorted_users, return_index=True)
-    bounds = np.append(starts, len(sorted_users))
-    n_items = log.spec.items
-    size = user_chunk(n_items, most=1024)  # the draws do not depend on it: one uniform per event, in order
-    for lo in range(0, len(distinct), size):
-        chunk = distinct[lo : lo + size]
-        cdf = np.cumsum(log.probabilities(chunk, day), axis=1)
-        cdf[:, -1] = 1.0
-        a, b = bounds[lo], bounds[lo + len(chunk)]
-        local = np.repeat(np.arange(len(chunk)), np.diff(bounds[lo : lo + len(chunk) + 1]))
-        # rows of the chunk's CDF laid end to end (row r offset by r) form one increasing array
-        flat = (cdf + np.arange(len(chunk))[:, None]).ravel()
-        found = np.searchsorted(flat, local + rng.random(b - a), side="right") - local * n_items
-        items[order[a:b]] = np.minimum(found, n_items - 1)
-    return items
+    """One item per entry of `users`, each from its user's planted distribution by inverse CDF: the first item whose
+    CDF θ_u · Φ(i) (Φ: the topics' cumulative distributions) exceeds a uniform, found by bisection, so no
+    users x items row is formed (a million items). The uniforms go to the events in order of user."""
+    uniforms = np.empty(len(users))
+    uniforms[np.argsort(users, kind="stable")] = rng.random(len(users))
+    cumulative = np.cumsum(log.day_topics(day), axis=1)
+    weights = log.user_topics[users]
+    lo, hi = np.zeros(len(users), np.int64), np.full(len(users), log.spec.items - 1, np.int64)
+    while (lo < hi).any():  # the answer is in [lo, hi]; the last item's CDF counts as 1
+        mid = (lo + hi) // 2
+        above = np.einsum("et,te->e", weights, cumulative[:, mid]) > uniforms
+        lo, hi = np.where(above, lo, mid + 1), np.where(above, mid, hi)
+    return lo
 
 
 def _rows(spec: PlantedSpec, day: dt.date, users: np.ndarray, items: np.ndarray, rng: np.random.Generator) -> pa.Table:
