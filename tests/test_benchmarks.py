@@ -80,7 +80,7 @@ def test_scale_rows_follow_the_catalogue_size():
     assert {row.label for row in scale_bench.rows_for(20_000, plan)} >= {"ease", "mult_vae/full", "sansa"}
     wide = scale_bench.rows_for(1_000_000, plan)
     assert "ease" not in {row.label for row in wide} and "mult_vae/full" not in {row.label for row in wide}
-    assert all(row.settings.get("hidden_dim") == scale_bench.NARROW_HIDDEN for row in wide if row.model == "mult_vae")
+    assert all("hidden_dim" not in row.settings for row in wide)  # the VAEs' defaults narrow them at 1M items
 
 
 @pytest.mark.skipif(not (quality_bench.data_root() / "ml-100k").is_dir(), reason="shared data sets not present")

@@ -37,7 +37,7 @@ from torch import nn
 from genrec_core.data.interactions import Interactions
 from genrec_core.models.base import FitOptions, Recommender, Validation
 from genrec_core.models.sampled_softmax import ItemSampler
-from genrec_core.models.spec import SampledSoftmaxConfig
+from genrec_core.models.spec import ItemWidthConfig, SampledSoftmaxConfig
 from genrec_core.models.torch_utils import binary_rows_tensor, csr_rows_to_dense, normalized_binary_rows
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,8 @@ class NeuralRecommender(Recommender):
     def _fit_network(self, train: Interactions, options: FitOptions) -> None:
         x_all = train.binary()
         rows = train.users_with_history()
+        if isinstance(self.config, ItemWidthConfig) and options.warm_start is None:
+            self.config = self.config.for_catalogue(train.n_items)
         self.net = self.initial_network(train.n_items, options.seed, train.n_users)
         self.warm_started = options.warm_start is not None
         if options.warm_start is not None:

@@ -20,8 +20,10 @@ from genrec_core.models.mult_vae.model import MultVAE, mult_vae_loss
 from genrec_core.models.popularity.model import Popularity
 from genrec_core.models.rec_vae import RecVAEConfig
 from genrec_core.models.rec_vae.model import RecVAE
+from genrec_core.models.registry import load_model
 from genrec_core.models.sansa import SANSAConfig
 from genrec_core.models.sansa.model import SANSA
+from genrec_core.storage import Storage
 from tests.model_contract import OPTIONS, ModelContract, NeuralContract, everyone
 from tests.support import two_block_interactions
 
@@ -496,3 +498,27 @@ def test_validation_judges_a_fixed_sample_of_at_most_max_users():
     assert (judged[users] != targets[users]).nnz == 0  # a judged user keeps every target
     again = Validation(history, targets, max_users=10).judged_targets()
     assert (again != judged).nnz == 0
+
+
+@pytest.mark.parametrize("model_class, config_class", [(MultVAE, MultVAEConfig), (RecVAE, RecVAEConfig)])
+def test_a_vae_is_narrow_on_a_large_catalogue_and_a_fine_tune_keeps_its_width(model_class, config_class, tmp_path):
+    """Above `narrow_above` items a fresh fit is `narrow_hidden_dim` wide, and its config says so; a fine-tune
+    onto a catalogue that grew past the limit keeps the base's width (its weights carry over)."""
+    from tests.model_contract import reshaped
+
+    def width(model: Recommender) -> int:
+        return int(model.net.item_parameters()[0].shape[1])  # the first layer: one row per item
+
+    data = two_block_interactions()
+    settings = {"hidden_dim": 16, "narrow_hidden_dim": 8, "latent_dim": 4, "epochs": 1, "linear_expert": False}
+    wide = model_class(config_class(**settings, narrow_above=data.n_items)).fit(data, OPTIONS)
+    narrow = model_class(config_class(**settings, narrow_above=data.n_items - 1)).fit(data, OPTIONS)
+    assert (width(wide), width(narrow)) == (16, 8) and narrow.config.hidden_dim == 8
+    uri = (tmp_path / "narrow").as_uri()
+    narrow.save(uri, Storage())
+    assert width(load_model(uri, Storage())) == 8
+
+    yesterday = reshaped(data, np.arange(data.n_items - 2))
+    base = model_class(config_class(**settings, narrow_above=data.n_items - 2)).fit(yesterday, OPTIONS)
+    tuned = model_class(base.config).fit(data, FitOptions(seed=1, threads=2, warm_start=base))
+    assert width(base) == width(tuned) == 16 and tuned.warm_started

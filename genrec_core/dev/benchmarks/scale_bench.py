@@ -33,8 +33,6 @@ from genrec_core.dev.planted import PlantedLog, PlantedSpec, plant_topics, stabl
 K = 20
 SEED = 0
 FULL_SOFTMAX_MAX_ITEMS = 100_000  # above this the full-softmax row is left out: one epoch is hours here
-WIDE_CATALOGUE = 500_000  # from here the VAEs' width is NARROW_HIDDEN, so items x width weights fit in memory
-NARROW_HIDDEN = 200
 _DAY = dt.date(2026, 1, 1)
 
 
@@ -143,7 +141,7 @@ def rows_for(items: int, plan: ScalePlan) -> list[Row]:
     FULL_SOFTMAX_MAX_ITEMS), with the plan's settings; only the plan's `include` labels when it names some."""
     from genrec_core.models.ease import EASEConfig
 
-    vae: dict[str, Any] = {"epochs": plan.epochs, **({"hidden_dim": NARROW_HIDDEN} if items >= WIDE_CATALOGUE else {})}
+    vae: dict[str, Any] = {"epochs": plan.epochs}  # narrower above 500k items by the VAEs' defaults (narrow_above)
     rows = [Row("popularity", "popularity", {}), Row("item_knn", "item_knn", {})]
     if items <= EASEConfig().max_items:
         rows.append(Row("ease", "ease", {}))

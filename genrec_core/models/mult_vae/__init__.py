@@ -6,16 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig
+from genrec_core.models.spec import ItemWidthConfig, LinearExpertConfig, ModelSpec, SampledSoftmaxConfig
 
 if TYPE_CHECKING:
     import optuna
 
 
-class MultVAEConfig(LinearExpertConfig, SampledSoftmaxConfig):
+class MultVAEConfig(LinearExpertConfig, SampledSoftmaxConfig, ItemWidthConfig):
     """Mult-VAE hyperparameters; defaults follow the paper."""
 
-    hidden_dim: int = Field(600, ge=1)
     latent_dim: int = Field(200, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     beta_cap: float = Field(0.2, ge=0.0)

@@ -6,17 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from genrec_core.models.spec import LinearExpertConfig, ModelSpec, SampledSoftmaxConfig
+from genrec_core.models.spec import ItemWidthConfig, LinearExpertConfig, ModelSpec, SampledSoftmaxConfig
 
 if TYPE_CHECKING:
     import optuna
 
 
-class RecVAEConfig(LinearExpertConfig, SampledSoftmaxConfig):
+class RecVAEConfig(LinearExpertConfig, SampledSoftmaxConfig, ItemWidthConfig):
     """RecVAE hyperparameters; defaults follow the authors' code except `encoder_passes` (see the README's
     defaults table: one encoder pass per epoch measured as good or better at a third of the time)."""
 
-    hidden_dim: int = Field(600, ge=1)
     latent_dim: int = Field(200, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     gamma: float = Field(0.005, gt=0.0, description="KL weight per interaction of the user (beta = gamma * |x|)")
