@@ -378,6 +378,20 @@ class TestSANSA(ModelContract):
         assert model.stored_weights <= 2 * 4 * data.n_items * 1.1
         assert model.stored_weights < 2 * data.n_items**2 / 2
 
+    def test_scores_split_over_threads_equal_one_thread(self, fitted, data):
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            alone = fitted.score(data.matrix)
+            torch.set_num_threads(3)
+            split = fitted.score(data.matrix)
+        finally:
+            torch.set_num_threads(before)
+        w1, w2 = fitted.factors
+        x = (data.matrix > 0).astype(np.float32)
+        torch.testing.assert_close(alone, torch.from_numpy((x @ w1 @ w2 + x).toarray()))
+        assert torch.equal(split, alone) and fitted.score(data.matrix[:0]).shape == (0, data.n_items)
+
     def test_importing_sansa_leaves_the_root_logger_alone(self):
         import logging
         import subprocess

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from genrec_core.data.interactions import Interactions
 from genrec_core.models.base import FitOptions, Recommender
 from genrec_core.models.sansa import SPEC, SANSAConfig
-from genrec_core.models.torch_utils import binary_csr, dense_scores
+from genrec_core.models.torch_utils import binary_csr
 
 _FACTORS = ("w1", "w2")
 _PARTS = ("indptr", "indices", "data")
@@ -69,11 +70,27 @@ class SANSA(Recommender):
 
     @torch.no_grad()
     def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> torch.Tensor:
+        """x W1 W2 + x (W1 W2 = B - I: -1 on B's zero diagonal). The second product is most of the cost (at a
+        million items W2's rows of popular items hold tens of thousands of entries); its rows are split over
+        torch's thread count (scipy's sparse products release the GIL)."""
         self._check_history(history)
         assert self.factors is not None
         x = binary_csr(history)
         w1, w2 = self.factors
-        return dense_scores((x @ w1) @ w2 + x, self.device)  # W1 W2 = B - I: -1 on B's zero diagonal
+        hidden = (x @ w1).tocsr()
+        out = np.zeros(x.shape, dtype=np.float32)
+        bounds = np.linspace(0, x.shape[0], min(torch.get_num_threads(), x.shape[0]) + 1).astype(int)
+
+        def block(part: int) -> None:
+            lo, hi = bounds[part], bounds[part + 1]
+            (hidden[lo:hi] @ w2 + x[lo:hi]).toarray(out=out[lo:hi])
+
+        if len(bounds) > 2:
+            with ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="genrec-sansa") as pool:
+                list(pool.map(block, range(len(bounds) - 1)))
+        elif len(bounds) == 2:
+            block(0)
+        return torch.from_numpy(out).to(self.device)
 
     @property
     def stored_weights(self) -> int:
