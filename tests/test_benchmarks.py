@@ -75,6 +75,16 @@ def test_scale_benchmark_runs_and_the_oracle_leads():
     assert rows["sansa"]["settings"] == {"weights_per_item": 20} and result["settings"] == plan.settings
 
 
+def test_the_hybrid_is_checked_against_its_own_network_alone_when_measured():
+    sansa = {"label": "sansa", "recall@20": 0.09}
+    plain = {"label": "mult_vae/sampled", "recall@20": 0.12}
+    hybrid = {"label": "mult_vae+expert", "recall@20": 0.11, "sampled_softmax": True, "expert": "SANSA"}
+    own = {**hybrid, "network_alone": {"recall@20": 0.10, "ndcg@20": 0.08}}
+    assert scale_bench.checks([sansa, plain, hybrid])["hybrid_vs_parts"]["beats_both"] is False
+    parts = scale_bench.checks([sansa, plain, own])["hybrid_vs_parts"]
+    assert parts == {"hybrid": 0.11, "network": 0.10, "expert": 0.09, "beats_both": True}
+
+
 def test_scale_rows_follow_the_catalogue_size():
     plan = scale_bench.ScalePlan(epochs=5)
     assert {row.label for row in scale_bench.rows_for(20_000, plan)} >= {"ease", "mult_vae/full", "sansa"}

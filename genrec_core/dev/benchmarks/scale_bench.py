@@ -12,7 +12,9 @@ updates alone), seconds to the best epoch (validation included), fit seconds, pe
 users/s over every user (the scorer's chunked exact top-k, seen items masked) and its ratio to a floor
 measured in the parent (a bare dense [chunk, 200] @ [200, items] product + torch.topk, same chunk
 size), and recall@20 / NDCG@20 on the test items. The scoring speed is that of the evaluation's pass over
-every test user (lists and metrics; the metrics are a small part of it), so a slow scorer is run once.
+every test user (lists and metrics; the metrics are a small part of it), so a slow scorer is run once. A
+hybrid row (network + linear expert) also reports its network alone (`network_alone`: the same weights,
+the expert left out), the part the hybrid is checked against.
 """
 
 from __future__ import annotations
@@ -205,6 +207,13 @@ def measure(data_file: str, row: Row, threads: int, patience: int) -> dict[str, 
     metrics = evaluate(model, history, test, K)
     result["scoring_users_per_s"] = round(metrics["users_evaluated"] / (time.perf_counter() - started), 1)
     result.update({f"recall@{K}": round(metrics[f"recall@{K}"], 4), f"ndcg@{K}": round(metrics[f"ndcg@{K}"], 4)})
+    if isinstance(model, NeuralRecommender) and model.expert is not None:
+        model.expert = None  # the same network alone: the hybrid's first part, without training it twice
+        alone = evaluate(model, history, test, K)
+        result["network_alone"] = {
+            f"recall@{K}": round(alone[f"recall@{K}"], 4),
+            f"ndcg@{K}": round(alone[f"ndcg@{K}"], 4),
+        }
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
 
@@ -289,7 +298,10 @@ def checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["sansa_vs_ease"] = {"ndcg_ratio": round(by["sansa"][f"ndcg@{K}"] / max(by["ease"][f"ndcg@{K}"], 1e-12), 4)}
     hybrid = by.get("mult_vae+expert")
     if hybrid is not None:
-        vae = by.get("mult_vae/sampled" if hybrid.get("sampled_softmax") else "mult_vae/full")
+        # the hybrid's own network without the expert when measured, else the plain row trained alike
+        vae = hybrid.get("network_alone") or by.get(
+            "mult_vae/sampled" if hybrid.get("sampled_softmax") else "mult_vae/full"
+        )
         linear = by.get("ease" if hybrid.get("expert") == "EASE" else "sansa")
         if vae is not None and linear is not None:
             out["hybrid_vs_parts"] = {
