@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -37,34 +36,6 @@ def reshaped(data: Interactions, columns: np.ndarray) -> Interactions:
         order = data.order[:, columns].tocsr()
         order.data = ranks_in_rows(order.indptr, order.data, order.indices)
     return Interactions(data.matrix[:, columns].tocsr(), data.users, items, order)
-
-
-def with_empty_items(data: Interactions, n_empty: int) -> Interactions:
-    """`data` with `n_empty` more items that nobody interacted with, after its own."""
-    pad = sp.csr_matrix((data.n_users, n_empty), dtype=data.matrix.dtype)
-    items = Vocabulary(np.concatenate([data.items.ids, np.array([f"empty{i}" for i in range(n_empty)], dtype=object)]))
-    order = sp.hstack([data.order, pad]).tocsr() if data.order is not None else None
-    return Interactions(sp.hstack([data.matrix, pad]).tocsr(), data.users, items, order)
-
-
-class UnlearnedItemChecks:
-    """For a model trained on the sampled softmax: an item without an event is never listed, even after a save,
-    and a fine-tune keeps what the base learned."""
-
-    full_softmax: ClassVar[dict[str, Any]] = {"sampled_softmax_above": 10**6}  # overrides that train on the full one
-
-    def test_items_without_an_event_are_never_listed(self, data, tmp_path):
-        padded = with_empty_items(data, 3)
-        model = self.make_model(epochs=2).fit(padded, OPTIONS)
-        scores = model.score(model.history_of(padded), everyone(padded))
-        assert torch.isneginf(scores[:, data.n_items :]).all() and torch.isfinite(scores[:, : data.n_items]).all()
-        uri = (tmp_path / "saved").as_uri()
-        model.save(uri, Storage())
-        assert torch.equal(load_model(uri, Storage()).score(model.history_of(padded), everyone(padded)), scores)
-        tuned = self.make_model(epochs=2).fit(with_empty_items(data, 5), FitOptions(seed=1, warm_start=model))
-        assert tuned.unlearned_items.tolist() == [False] * data.n_items + [True] * 5
-        full = self.make_model(epochs=2, **self.full_softmax).fit(padded, OPTIONS)
-        assert full.unlearned_items is None  # the full softmax learns every item
 
 
 class ModelContract:

@@ -24,7 +24,7 @@ from genrec_core.models.registry import load_model
 from genrec_core.models.sansa import SANSAConfig
 from genrec_core.models.sansa.model import SANSA
 from genrec_core.storage import Storage
-from tests.model_contract import OPTIONS, ModelContract, NeuralContract, UnlearnedItemChecks, everyone
+from tests.model_contract import OPTIONS, ModelContract, NeuralContract, everyone
 from tests.support import two_block_interactions
 
 
@@ -58,12 +58,12 @@ class TestMultVAE(NeuralContract):
         )
 
 
-class TestMultVAESampledSoftmax(UnlearnedItemChecks, NeuralContract):
+class TestMultVAESampledSoftmax(NeuralContract):
     """Trained on the sampled softmax (threshold 0: always); lists still over every item."""
 
     @classmethod
     def make_model(cls, **overrides) -> Recommender:
-        return TestMultVAE.make_model(**{"sampled_softmax_above": 0, "negatives": 8, **overrides})
+        return TestMultVAE.make_model(sampled_softmax_above=0, negatives=8, **overrides)
 
 
 SMALL_REC_VAE = {
@@ -97,7 +97,7 @@ class TestRecVAE(NeuralContract):
         torch.testing.assert_close(net.log_prior(x, z), expected.detach(), atol=1e-5, rtol=1e-5)
 
 
-class TestRecVAESampledSoftmax(UnlearnedItemChecks, NeuralContract):
+class TestRecVAESampledSoftmax(NeuralContract):
     @classmethod
     def make_model(cls, **overrides) -> Recommender:
         return RecVAE(RecVAEConfig(**{**SMALL_REC_VAE, "sampled_softmax_above": 0, "negatives": 8, **overrides}))

@@ -3,8 +3,6 @@ plus checks that they read order, which a bag model cannot."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -27,7 +25,7 @@ from genrec_core.models.sasrec.model import SASRec
 from genrec_core.models.transitions import TransitionsConfig
 from genrec_core.models.transitions.model import Transitions
 from genrec_core.ranking.metrics import evaluate
-from tests.model_contract import OPTIONS, ModelContract, NeuralContract, UnlearnedItemChecks
+from tests.model_contract import OPTIONS, ModelContract, NeuralContract
 
 SMALL_SASREC = {"max_length": 8, "hidden_dim": 16, "dropout": 0.1, "epochs": 40, "batch_size": 16}
 SMALL_SASREC["learning_rate"] = 3e-3
@@ -140,9 +138,7 @@ class TestSASRec(NeuralContract):
             self.make_model(epochs=1).fit(data, FitOptions(seed=1, validation=validation))
 
 
-class TestSASRecSampledSoftmax(UnlearnedItemChecks, NeuralContract):
-    full_softmax: ClassVar[dict[str, Any]] = {"loss": "softmax"}
-
+class TestSASRecSampledSoftmax(NeuralContract):
     @classmethod
     def make_model(cls, **overrides) -> Recommender:
         return SASRec(SASRecConfig(**{**SMALL_SASREC, "loss": "sampled_softmax", "negatives": 8, **overrides}))

@@ -190,4 +190,4 @@ class SASRec(NeuralRecommender):
         self.net.eval()
         with self.autocast():
             scores = self.net.score_sequences(prepared.to(self.device, non_blocking=True))
-        return self._without_unlearned(scores.float())
+        return scores.float()
