@@ -115,3 +115,11 @@ def test_bench_nightly_runs_two_nights_of_the_production_path(tmp_path):
         assert night["published"]["captured_mass"] > night["popularity"]["captured_mass"]
         assert {"extract", "train", "evaluate", "score", "publish_postgres"} <= set(night["stage_seconds"])
     assert result["log"]["events"] > 5000
+
+
+def test_the_linear_reference_is_sansa_where_ease_is_refused():
+    from genrec_core.config import load_settings
+    from genrec_core.dev.benchmarks.nightly_bench import linear_reference
+
+    settings = load_settings(ease={"max_items": 100})
+    assert linear_reference(settings, 100) == "ease" and linear_reference(settings, 101) == "sansa"

@@ -10,7 +10,8 @@ from Postgres and judged on the *next* day, the day they are served for, against
 - `best`: the best achievable lists: unseen items ranked by the planted model with each user's
   tastes inferred from their history in the window (the posterior mean; the topics known);
 - `true_tastes`: the same with each user's true tastes, a bound no model reaches from a finite history;
-- `ease` and `popularity`: fitted in-process on the extract the night made, with its settings.
+- `ease` (`sansa` above `ease.max_items`) and `popularity`: fitted in-process on the extract the night made,
+  with its settings.
 
 `--log sequences` plants a first-order chain over items instead (genrec_core/dev/planted_sequences.py): a
 user's next item depends on the latest one, so only a model of order can reach `best`. There the judged
@@ -160,7 +161,8 @@ def _judge(truth: PlantedLog | SequenceLog, settings: Any, run_date: dt.date, ds
     if isinstance(truth, PlantedLog):
         lists["true_tastes"] = truth.oracle_top_k(users, seen, judged_day, k, knowing_users=True)
     data = ExtractedData(layout.extract_uri(settings.output_uri, run_date), run_date, Storage())
-    references = ("ease", "popularity", "transitions") if sequences else ("ease", "popularity")
+    linear = linear_reference(settings, len(data.items().ids))
+    references = (linear, "popularity", "transitions") if sequences else (linear, "popularity")
     lists.update(_references(data, settings, users, k, references))
     out: dict[str, Any] = {
         "judged_day": judged_day.isoformat(),
@@ -198,6 +200,13 @@ def _published_lists(dsn: str, run_date: dt.date, n_users: int, n_items: int, k:
     for user_id, rank, item_id in rows:
         out[int(user_id[1:]), rank - 1] = int(item_id[1:])
     return out
+
+
+def linear_reference(settings: Any, n_items: int) -> str:
+    """EASE, or SANSA where EASE's items x items matrix is refused (`ease.max_items`)."""
+    from genrec_core.models.registry import model_spec
+
+    return "ease" if model_spec("ease").too_many_items(settings.model_section("ease"), n_items) is None else "sansa"
 
 
 def _references(data: Any, settings: Any, users: np.ndarray, k: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:

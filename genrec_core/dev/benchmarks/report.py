@@ -163,9 +163,10 @@ def nightly_section(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
             + f"** ({_provenance(record, name)})",
             "",
         ]
-        references = ["ease", "popularity", *(["transitions"] if chain else [])]
+        linear = "ease" if all("ease" in night for night in result["nights"]) else "sansa"
+        references = [linear, "popularity", *(["transitions"] if chain else [])]
         header = ["night", "mode", "served", f"R@{k} / best", f"N@{k} / best", "mass / best"]
-        header += [f"{'EASE' if r == 'ease' else r} R / best" for r in references]
+        header += [f"{r.upper() if r == linear else r} R / best" for r in references]
         header += ["wall s", "extract s", "train s", "evaluate s", "score s", "publish s"]
         rows = []
         for night in result["nights"]:
