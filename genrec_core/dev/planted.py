@@ -190,11 +190,12 @@ class PlantedLog:
 
         phi = self.day_topics(day)
         weights = self.user_topics[users]
-        rows = seen[users].tocoo()
+        history = seen[users]
+        rows = history.tocoo()
         seen_mass = np.bincount(rows.row, (weights[rows.row] * phi[:, rows.col].T).sum(axis=1), minlength=len(users))
         top = np.maximum(lists, 0)
         listed = np.einsum("ut,tuk->uk", weights, phi[:, top])
-        listed[(lists < 0) | hit_matrix(top, seen[users])] = 0.0  # padding, and seen items (probability 0)
+        listed[(lists < 0) | hit_matrix(top, history)] = 0.0  # padding, and seen items (probability 0)
         return listed.sum(axis=1) / np.maximum(weights.sum(axis=1) - seen_mass, 1e-300)
 
 

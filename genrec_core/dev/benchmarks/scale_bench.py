@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from genrec_core.dev.planted import PlantedLog, PlantedSpec, plant_topics, stable_top_k, user_chunk
+from genrec_core.dev.planted import PlantedLog, PlantedSpec, plant_topics
 
 K = 20
 SEED = 0
@@ -103,17 +103,7 @@ def draw(items: int, users: int, events_per_user: int, seed: int = SEED) -> Scal
 
 def oracle_lists(truth: PlantedLog, users: np.ndarray, seen: sp.csr_matrix, k: int = K) -> np.ndarray:
     """The best achievable lists: unseen items by the posterior predictive (ties to the lower item)."""
-    phi = truth.topic_items / truth.topic_items.sum(axis=1, keepdims=True)
-    topics = truth.posterior_topics(users, seen, _DAY)  # once: each call also renormalises phi over every item
-    chunk = user_chunk(truth.spec.items)
-    out = np.empty((len(users), k), dtype=np.int64)
-    for start in range(0, len(users), chunk):
-        rows = users[start : start + chunk]
-        probs = topics[start : start + len(rows)] @ phi
-        history = seen[rows]
-        probs[np.repeat(np.arange(len(rows)), np.diff(history.indptr)), history.indices] = -1.0
-        out[start : start + len(rows)] = stable_top_k(probs, k)
-    return out
+    return truth.oracle_top_k(users, seen, _DAY, k)
 
 
 def oracle_metrics(data: ScaleData, k: int = K) -> dict[str, float]:

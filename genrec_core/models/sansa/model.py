@@ -85,11 +85,13 @@ class SANSA(Recommender):
             lo, hi = bounds[part], bounds[part + 1]
             (hidden[lo:hi] @ w2 + x[lo:hi]).toarray(out=out[lo:hi])
 
-        if len(bounds) > 2:
-            with ThreadPoolExecutor(len(bounds) - 1, thread_name_prefix="genrec-sansa") as pool:
-                list(pool.map(block, range(len(bounds) - 1)))
-        elif len(bounds) == 2:
-            block(0)
+        parts = range(len(bounds) - 1)
+        if len(parts) > 1:
+            with ThreadPoolExecutor(len(parts), thread_name_prefix="genrec-sansa") as pool:
+                list(pool.map(block, parts))
+        else:
+            for part in parts:
+                block(part)
         return torch.from_numpy(out).to(self.device)
 
     @property
